@@ -1,0 +1,74 @@
+"""Task registry: the five cabin tasks by name, and bring-your-own environments named
+``module:callable``.
+
+``make_env("hatch")`` builds a cabin task; ``make_env("my_pkg.envs:make_door")`` imports
+``my_pkg.envs`` and calls ``make_door()``, which must return a gymnasium env whose
+observation and action spaces are ``Box``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+
+TASKS: dict[str, tuple[str, str]] = {
+    "hatch": ("hardware.sim.tasks.hatch:HatchEnv", "hardware.sim.experts.hatch:HatchExpert"),
+    "stow": ("hardware.sim.tasks.stow:StowEnv", "hardware.sim.experts.stow:StowExpert"),
+    "cap": ("hardware.sim.tasks.cap:CapEnv", "hardware.sim.experts.cap:CapExpert"),
+    "panel": ("hardware.sim.tasks.panel:PanelEnv", "hardware.sim.experts.panel:PanelExpert"),
+    "drawer": ("hardware.sim.tasks.drawer:DrawerEnv", "hardware.sim.experts.drawer:DrawerExpert"),
+}
+DEFAULT_TASK = "hatch"
+
+
+class TaskError(ValueError):
+    """A task name or ``module:callable`` that cannot be turned into an environment."""
+
+
+def _load(ref: str) -> Any:
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TaskError(f"cannot import module {module_name!r} of {ref!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise TaskError(f"module {module_name!r} has no attribute {attr!r} (from {ref!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TaskError(f"{ref!r} is not callable")
+    return obj
+
+
+def is_cabin_task(name: str) -> bool:
+    return name in TASKS
+
+
+def make_env(name: str, **kwargs: Any) -> gym.Env:
+    """Build the environment for a task name or a ``module:callable`` reference."""
+    if name in TASKS:
+        return _load(TASKS[name][0])(**kwargs)
+    if ":" not in name:
+        raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)} "
+                        "(or module:callable for your own gymnasium env)")
+    try:
+        env = _load(name)(**kwargs)
+    except TaskError:
+        raise
+    except Exception as exc:  # the user's factory failed: say which and why
+        raise TaskError(f"calling {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    for label, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if not isinstance(space, gym.spaces.Box):
+            raise TaskError(f"{name!r} returned an env whose {label} space is "
+                            f"{type(space).__name__}, not Box")
+    return env
+
+
+def make_expert(name: str, env: gym.Env) -> Any:
+    """The scripted expert of a cabin task, bound to ``env`` (its unwrapped instance)."""
+    if name not in TASKS:
+        raise TaskError(f"no scripted expert for {name!r}; experts exist for: {', '.join(TASKS)}")
+    return _load(TASKS[name][1])(env.unwrapped)
