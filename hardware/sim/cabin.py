@@ -203,8 +203,8 @@ class CabinEnv(gym.Env):
         d = self.data
         pos, quat = self.gripper_pos, self.gripper_quat
         d.mocap_pos[self._target_mocap] = pos + a[:3] * MAX_DPOS_M
-        d.mocap_quat[self._target_mocap] = rot.quat_mul(rot.axisangle_to_quat(a[3:6] * MAX_DROT_RAD),
-                                                        quat)
+        turn = rot.axisangle_to_quat(a[3:6] * MAX_DROT_RAD)
+        d.mocap_quat[self._target_mocap] = rot.quat_mul(turn, quat)
         close = a[6] > 0.0
         d.ctrl[0] = 0.0 if close else FINGER_OPEN_M
         self._update_grasp(close)

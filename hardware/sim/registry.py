@@ -13,6 +13,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from hardware.errors import SpikeflightError
+
 TASKS: dict[str, tuple[str, str]] = {
     "hatch": ("hardware.sim.tasks.hatch:HatchEnv", "hardware.sim.experts.hatch:HatchExpert"),
     "stow": ("hardware.sim.tasks.stow:StowEnv", "hardware.sim.experts.stow:StowExpert"),
@@ -23,12 +25,15 @@ TASKS: dict[str, tuple[str, str]] = {
 DEFAULT_TASK = "hatch"
 
 
-class TaskError(ValueError):
+class TaskError(SpikeflightError):
     """A task name or ``module:callable`` that cannot be turned into an environment."""
 
 
-def _load(ref: str) -> Any:
+def load_callable(ref: str) -> Any:
+    """Import ``module:attr`` (``attr`` may be dotted) and return it; it must be callable."""
     module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise TaskError(f"{ref!r} is not of the form module:callable")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -43,19 +48,15 @@ def _load(ref: str) -> Any:
     return obj
 
 
-def is_cabin_task(name: str) -> bool:
-    return name in TASKS
-
-
 def make_env(name: str, **kwargs: Any) -> gym.Env:
     """Build the environment for a task name or a ``module:callable`` reference."""
     if name in TASKS:
-        return _load(TASKS[name][0])(**kwargs)
+        return load_callable(TASKS[name][0])(**kwargs)
     if ":" not in name:
         raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)} "
                         "(or module:callable for your own gymnasium env)")
     try:
-        env = _load(name)(**kwargs)
+        env = load_callable(name)(**kwargs)
     except TaskError:
         raise
     except Exception as exc:  # the user's factory failed: say which and why
@@ -71,4 +72,4 @@ def make_expert(name: str, env: gym.Env) -> Any:
     """The scripted expert of a cabin task, bound to ``env`` (its unwrapped instance)."""
     if name not in TASKS:
         raise TaskError(f"no scripted expert for {name!r}; experts exist for: {', '.join(TASKS)}")
-    return _load(TASKS[name][1])(env.unwrapped)
+    return load_callable(TASKS[name][1])(env.unwrapped)

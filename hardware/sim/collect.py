@@ -1,0 +1,105 @@
+"""Roll out a scripted expert (or any ``reset()``/``act(obs)`` object) and record episodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hardware.sim.dataset import Episode
+from hardware.sim.registry import TASKS, TaskError, load_callable, make_env, make_expert
+
+__all__ = ["Rollout", "env_args_for", "obs_splitter", "rollout", "rollouts"]
+
+
+def obs_splitter(env: gym.Env) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """Split a (T, D) observation array into named fields: the cabin layout, or one
+    field ``obs`` for environments without a layout."""
+    layout = getattr(env.unwrapped, "obs_layout", None)
+    if layout is None:
+        return lambda obs: {"obs": obs}
+    fields = layout()
+    return lambda obs: {f.name: obs[:, f.slice] for f in fields}
+
+
+def env_args_for(task: str, env: gym.Env, source: str) -> dict[str, Any]:
+    """The ``env_args`` metadata stored with demonstrations of ``task``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        sf_version = version("spikeflight")
+    except PackageNotFoundError:
+        sf_version = "unknown"
+    layout = getattr(env.unwrapped, "obs_layout", None)
+    fields = layout() if layout else []
+    return {
+        "env_name": task,
+        "type": "spikeflight-cabin" if task in TASKS else "gymnasium",
+        "env_kwargs": {},
+        "obs_keys": [f.name for f in fields] or ["obs"],
+        "obs_layout": [{"name": f.name, "start": f.start, "size": f.size, "doc": f.doc}
+                       for f in fields],
+        "obs_dim": int(np.prod(env.observation_space.shape)),
+        "action_dim": int(np.prod(env.action_space.shape)),
+        "action_doc": "dx, dy, dz (x 0.05 m), droll, dpitch, dyaw (x 0.5 rad), grip (>0 closes)"
+        if task in TASKS else "",
+        "control_hz": env.metadata.get("render_fps", 20),
+        "success_criterion": getattr(env.unwrapped, "SUCCESS_CRITERION", ""),
+        "source": source,
+        "spikeflight_version": sf_version,
+    }
+
+
+class Rollout:
+    """Environment plus expert for one task, reused across episodes."""
+
+    def __init__(self, task: str, expert: str | None = None, **env_kwargs: Any) -> None:
+        self.task = task
+        self.env = make_env(task, **env_kwargs)
+        if expert is not None:
+            self.expert = load_callable(expert)(self.env.unwrapped)
+        elif task in TASKS:
+            self.expert = make_expert(task, self.env)
+        else:
+            raise TaskError(f"{task!r} has no scripted expert; pass --expert module:callable "
+                            "(called with the env, returning an object with reset() and act(obs))")
+        self.split = obs_splitter(self.env)
+        self.source = expert or f"scripted-expert:{task}"
+
+    def episode(self, seed: int) -> Episode:
+        """One seeded episode of the expert."""
+        env = self.env
+        obs, info = env.reset(seed=seed)
+        self.expert.reset()
+        data = getattr(env.unwrapped, "data", None)
+        obs_l, act_l, rew_l, done_l, state_l = [], [], [], [], []
+        success = bool(info.get("success", False))
+        while True:
+            action = np.asarray(self.expert.act(obs), np.float64)
+            if data is not None:
+                state_l.append(np.concatenate([data.qpos, data.qvel]))
+            obs_l.append(obs)
+            act_l.append(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            success = bool(info.get("success", terminated))
+            rew_l.append(reward)
+            done_l.append(bool(terminated))
+            if terminated or truncated:
+                break
+        return Episode(obs=self.split(np.asarray(obs_l)), actions=np.asarray(act_l),
+                       rewards=np.asarray(rew_l), dones=np.asarray(done_l), seed=seed,
+                       success=success, states=np.asarray(state_l) if state_l else None)
+
+
+def rollout(task: str, seed: int, **env_kwargs: Any) -> Episode:
+    """One expert episode of ``task`` (convenience for tests and benchmarks)."""
+    return Rollout(task, **env_kwargs).episode(seed)
+
+
+def rollouts(task: str, seeds: list[int], expert: str | None = None) -> Iterator[Episode]:
+    """Expert episodes of ``task`` for each seed, one environment reused."""
+    r = Rollout(task, expert)
+    for seed in seeds:
+        yield r.episode(seed)

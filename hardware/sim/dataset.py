@@ -1,0 +1,250 @@
+"""Demonstration files in the robomimic HDF5 layout, written atomically and read with
+validation.
+
+Layout::
+
+    data/                      attrs: total (steps), env_args (JSON: env_name, type,
+                               env_kwargs, obs_keys, obs_layout, action_doc, control_hz,
+                               source, spikeflight_version)
+    data/demo_<i>/             attrs: num_samples, seed, success
+    data/demo_<i>/obs/<key>    (T, size) float64, one dataset per observation field
+    data/demo_<i>/actions      (T, A) float64, the actions taken
+    data/demo_<i>/rewards      (T,) float64
+    data/demo_<i>/dones        (T,) uint8, 1 on the last step of a successful episode
+    data/demo_<i>/states       (T, S) float64, simulator state (qpos, qvel) before each step
+    mask/train, mask/valid     demo names of a 90/10 split (robomimic filter keys)
+
+``obs[t]`` is the observation the action ``actions[t]`` answered; ``rewards[t]`` and
+``dones[t]`` are what that action produced.
+
+Writing goes to a hidden temporary file beside the target, flushed and fsynced, then
+renamed over the target, so a killed collection never leaves a partial file at the path
+(and an existing file there stays intact until the new one is complete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hardware.errors import SpikeflightError
+
+REQUIRED = ("actions", "rewards", "dones")
+
+
+class DatasetError(SpikeflightError):
+    """A demonstration file that is missing, corrupt, truncated or malformed."""
+
+
+@dataclass
+class Episode:
+    """One recorded episode, arrays in time order."""
+
+    obs: dict[str, np.ndarray]
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    seed: int
+    success: bool
+    states: np.ndarray | None = None
+
+    @property
+    def length(self) -> int:
+        return int(self.actions.shape[0])
+
+
+class DemoWriter:
+    """Collects episodes, then publishes the file atomically on ``close()``.
+
+    Use as a context manager: the file appears at ``path`` only if the block completes;
+    on an exception (including ``KeyboardInterrupt`` / ``SystemExit``) the temporary file
+    is removed and ``path`` is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike, env_args: dict[str, Any]) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise DatasetError(f"{self.path}: is a directory, expected a .hdf5 file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._h5 = h5py.File(self._tmp, "w")
+        self._data = self._h5.create_group("data")
+        self._env_args = dict(env_args)
+        self._names: list[str] = []
+        self._steps = 0
+
+    def add(self, ep: Episode) -> None:
+        name = f"demo_{len(self._names)}"
+        g = self._data.create_group(name)
+        obs = g.create_group("obs")
+        for key, arr in ep.obs.items():
+            obs.create_dataset(key, data=np.asarray(arr, np.float64))
+        g.create_dataset("actions", data=np.asarray(ep.actions, np.float64))
+        g.create_dataset("rewards", data=np.asarray(ep.rewards, np.float64))
+        g.create_dataset("dones", data=np.asarray(ep.dones, np.uint8))
+        if ep.states is not None:
+            g.create_dataset("states", data=np.asarray(ep.states, np.float64))
+        g.attrs["num_samples"] = ep.length
+        g.attrs["seed"] = ep.seed
+        g.attrs["success"] = bool(ep.success)
+        self._names.append(name)
+        self._steps += ep.length
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns the final path."""
+        self._data.attrs["total"] = self._steps
+        self._data.attrs["env_args"] = json.dumps(self._env_args)
+        n_valid = len(self._names) // 10
+        mask = self._h5.create_group("mask")
+        dt = h5py.string_dtype()
+        mask.create_dataset("train", data=np.array(self._names[n_valid:], dtype=object), dtype=dt)
+        mask.create_dataset("valid", data=np.array(self._names[:n_valid], dtype=object), dtype=dt)
+        self._h5.flush()
+        self._h5.close()
+        with open(self._tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self._tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target path is untouched."""
+        try:
+            self._h5.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> DemoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@contextmanager
+def open_demos(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open a demonstration file and check its structure; errors name file and field."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc).split("(", 1)[0].strip().rstrip(",") or "unreadable"
+        raise DatasetError(f"{path}: not a readable HDF5 file (truncated or corrupt: "
+                           f"{reason})") from exc
+    try:
+        _validate(path, fh)
+        yield fh
+    finally:
+        fh.close()
+
+
+def _validate(path: Path, fh: h5py.File) -> None:
+    try:
+        if "data" not in fh:
+            raise DatasetError(f"{path}: no 'data' group (not a robomimic demonstration file)")
+        data = fh["data"]
+        if "env_args" not in data.attrs:
+            raise DatasetError(f"{path}: data/ lacks the 'env_args' attribute")
+        try:
+            json.loads(data.attrs["env_args"])
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: data.attrs['env_args'] is not JSON: {exc}") from exc
+        demos = demo_names(fh)
+        if not demos:
+            raise DatasetError(f"{path}: contains no demo_<i> groups")
+        for name in demos:
+            g = data[name]
+            for key in (*REQUIRED, "obs"):
+                if key not in g:
+                    raise DatasetError(f"{path}: data/{name} has no '{key}'")
+            n = g["actions"].shape[0]
+            if n == 0:
+                raise DatasetError(f"{path}: data/{name} is empty (0 steps)")
+            for key in REQUIRED:
+                if g[key].shape[0] != n:
+                    raise DatasetError(f"{path}: data/{name}/{key} has {g[key].shape[0]} "
+                                       f"steps, actions has {n}")
+            for key, ds in g["obs"].items():
+                if ds.shape[0] != n:
+                    raise DatasetError(f"{path}: data/{name}/obs/{key} has {ds.shape[0]} "
+                                       f"steps, actions has {n}")
+            for key in ("actions", *(f"obs/{k}" for k in g["obs"])):
+                g[key][-1]  # touch the last row: truncated data raises here
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise DatasetError(f"{path}: corrupt HDF5 content ({exc})") from exc
+
+
+def demo_names(fh: h5py.File) -> list[str]:
+    """``demo_<i>`` group names in numeric order."""
+    names = [k for k in fh["data"] if k.startswith("demo_") and k[5:].isdigit()]
+    return sorted(names, key=lambda k: int(k[5:]))
+
+
+def env_args(fh: h5py.File) -> dict[str, Any]:
+    return json.loads(fh["data"].attrs["env_args"])
+
+
+def read_episodes(path: str | os.PathLike) -> list[Episode]:
+    """All episodes of a file, observation fields in the file's ``obs_keys`` order."""
+    with open_demos(path) as fh:
+        keys = env_args(fh).get("obs_keys")
+        out = []
+        for name in demo_names(fh):
+            g = fh["data"][name]
+            order = keys or list(g["obs"])
+            out.append(Episode(
+                obs={k: g["obs"][k][()] for k in order},
+                actions=g["actions"][()], rewards=g["rewards"][()], dones=g["dones"][()],
+                seed=int(g.attrs.get("seed", -1)), success=bool(g.attrs.get("success", False)),
+                states=g["states"][()] if "states" in g else None,
+            ))
+        return out
+
+
+def summarize(path: str | os.PathLike) -> dict[str, Any]:
+    """Counts, lengths, success rate and per-field ranges of a demonstration file."""
+    episodes = read_episodes(path)
+    with open_demos(path) as fh:
+        args = env_args(fh)
+    lengths = np.array([ep.length for ep in episodes])
+    ranges: dict[str, dict[str, list[float]]] = {}
+    for key in episodes[0].obs:
+        allv = np.concatenate([ep.obs[key] for ep in episodes]).reshape(int(lengths.sum()), -1)
+        ranges[f"obs/{key}"] = {"min": allv.min(0).tolist(), "max": allv.max(0).tolist()}
+    acts = np.concatenate([ep.actions for ep in episodes])
+    ranges["actions"] = {"min": acts.min(0).tolist(), "max": acts.max(0).tolist()}
+    return {
+        "file": str(path),
+        "env_name": args.get("env_name"),
+        "episodes": len(episodes),
+        "steps": int(lengths.sum()),
+        "length": {"min": int(lengths.min()), "mean": float(lengths.mean()),
+                   "max": int(lengths.max())},
+        "success_rate": float(np.mean([ep.success for ep in episodes])),
+        "successes": int(sum(ep.success for ep in episodes)),
+        "obs_dim": int(sum(ep.obs[k].reshape(ep.length, -1).shape[1]
+                           for ep in episodes[:1] for k in ep.obs)),
+        "action_dim": int(acts.shape[1]),
+        "ranges": ranges,
+    }

@@ -1,0 +1,86 @@
+"""``spikeflight bench``: environment speed and expert success, printed as tables."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import typer
+from rich.table import Table
+
+from tools.progress import console, progress_bar
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks (medians, side by side, one run).")
+
+SPEED_TARGET = 2000.0  # control steps per second per core (issue 2)
+SUCCESS_TARGET = 0.95
+
+
+def _tasks(task: str | None) -> list[str]:
+    from hardware.sim.registry import TASKS, make_env
+
+    if task is None:
+        return list(TASKS)
+    make_env(task).close()  # validates the name with the usual error
+    return [task]
+
+
+@app.command("env")
+def env(
+    task: str | None = typer.Option(None, "--task", "-t", help="one task (default: all five)"),
+    steps: int = typer.Option(2000, "--steps", min=100),
+    repeats: int = typer.Option(5, "--repeats", min=1),
+) -> None:
+    """Control steps per second per core under random actions (median of repeats), and
+    the ratio to robosuite's Door scene when robosuite is installed."""
+    from tools.bench import env_speed, robosuite_speed
+
+    results = [env_speed(t, steps, repeats) for t in _tasks(task)]
+    ref = robosuite_speed()
+    table = Table("env", "median steps/s", "min", "max", f">= {SPEED_TARGET:.0f}",
+                  "x robosuite")
+    for r in results:
+        ratio = f"{r.median / ref.median:.1f}" if ref else "n/a"
+        table.add_row(r.name, f"{r.median:,.0f}", f"{min(r.steps_per_s):,.0f}",
+                      f"{max(r.steps_per_s):,.0f}", "yes" if r.median >= SPEED_TARGET else "NO",
+                      ratio)
+    if ref:
+        table.add_row(ref.name, f"{ref.median:,.0f}", f"{min(ref.steps_per_s):,.0f}",
+                      f"{max(ref.steps_per_s):,.0f}", "", "1.0")
+    console.print(table)
+    if not ref:
+        console.print("robosuite is not installed: no ratio (pip install robosuite==1.5.1)")
+    if not all(r.median >= SPEED_TARGET for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("expert")
+def expert(
+    task: str | None = typer.Option(None, "--task", "-t", help="one task (default: all five)"),
+    episodes: int = typer.Option(100, "--episodes", "-n", min=1),
+    seed: int = typer.Option(0, "--seed", help="seeds seed .. seed + episodes - 1"),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="worker processes"),
+) -> None:
+    """Scripted-expert success rate per task over seeded episodes."""
+    from tools.bench import expert_success
+
+    tasks = _tasks(task)
+    chunks = [list(range(seed + i, seed + episodes, jobs)) for i in range(jobs)]
+    chunks = [c for c in chunks if c]
+    rows = []
+    with ProcessPoolExecutor(jobs) as pool, progress_bar() as bar:
+        job = bar.add_task("expert episodes", total=len(tasks) * len(chunks), status="")
+        for t in tasks:
+            parts = []
+            for fut in [pool.submit(expert_success, t, c) for c in chunks]:
+                parts.append(fut.result())
+                bar.update(job, advance=1, status=t)
+            ok = sum(p[0] for p in parts)
+            length = sum(p[1] * len(c) for p, c in zip(parts, chunks, strict=True)) / episodes
+            rows.append((t, ok, length))
+    table = Table("task", "success", "rate", "mean length", f">= {SUCCESS_TARGET:.0%}")
+    for t, ok, length in rows:
+        table.add_row(t, f"{ok}/{episodes}", f"{ok / episodes:.0%}", f"{length:.0f}",
+                      "yes" if ok / episodes >= SUCCESS_TARGET else "NO")
+    console.print(table)
+    if not all(ok / episodes >= SUCCESS_TARGET for _, ok, _ in rows):
+        raise typer.Exit(1)

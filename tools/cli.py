@@ -1,0 +1,45 @@
+"""The ``spikeflight`` command line: one typer app, sub-apps per job.
+
+Exit codes: 0 success; 1 a check failed (e.g. a benchmark target missed, where stated) or
+the user interrupted (Ctrl-C); 2 bad input (a one-line ``error: ...`` on stderr, no
+traceback). ``module:callable`` references resolve against the current directory too, as
+uvicorn's do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import typer
+
+from hardware.errors import SpikeflightError
+from tools import bench_cmd, data_cmd, demo_cmd, sim_cmd
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="spikeflight: spiking diffusion policies for spacecraft robots.")
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(sim_cmd.app, name="sim")
+app.add_typer(bench_cmd.app, name="bench")
+app.command("demo")(demo_cmd.demo)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so atomic writers remove their temp files
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        app(args=argv)  # standalone: usage errors exit 2 with click's message
+    except SpikeflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
