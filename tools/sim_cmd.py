@@ -69,19 +69,35 @@ def render(
 
 
 def _check_offscreen_gl() -> None:
-    """Open (and free) a tiny offscreen GL context, or explain in one line why not."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        import mujoco
+    """Render one frame of a trivial scene offscreen, or explain in one line why not."""
+    import gc
+    import sys
+    import warnings
 
-        ctx = mujoco.GLContext(16, 16)
-        ctx.make_current()
-        ctx.free()
-    except Exception as exc:  # mujoco raises assorted GL/import errors here
-        backend = os.environ["MUJOCO_GL"]
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise SpikeflightError(
-            f"offscreen rendering is not available here (MUJOCO_GL={backend}: {first}); "
-            "install EGL (libegl1) or OSMesa (libosmesa6) and set MUJOCO_GL=egl or osmesa"
-        ) from exc
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    reason = ""
+    hook = sys.unraisablehook  # a half-built Renderer complains from __del__: keep it quiet
+    sys.unraisablehook = lambda _: None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            import mujoco
+
+            model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='.1'/>"
+                                                   "</worldbody></mujoco>")
+            renderer = mujoco.Renderer(model, 16, 16)
+            renderer.update_scene(mujoco.MjData(model))
+            renderer.render()
+            renderer.close()
+            return
+        except Exception as exc:  # mujoco raises assorted GL/import errors here
+            text = str(caught[0].message) if caught else str(exc)
+            reason = (text.strip().splitlines() or [type(exc).__name__])[0]
+        finally:
+            gc.collect()
+            sys.unraisablehook = hook
+    raise SpikeflightError(
+        f"offscreen rendering is not available here (MUJOCO_GL={os.environ['MUJOCO_GL']}: "
+        f"{reason}); install EGL (libegl1) or OSMesa (libosmesa6) and set MUJOCO_GL=egl "
+        "or osmesa"
+    )

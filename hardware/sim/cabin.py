@@ -5,7 +5,9 @@ Action (7-D, each in [-1, 1], applied at 20 Hz):
 at most ``MAX_DPOS_M`` = 0.05 m in the world frame, the next three to a rotation vector
 (axis * angle, world frame) of at most ``MAX_DROT_RAD`` = 0.5 rad, as robosuite's
 OSC_POSE delta controller. The gripper's pose target is the *current* pose plus that
-delta, so the controller never winds up against an obstacle. ``grip > 0`` closes.
+delta, so the controller never winds up against an obstacle; through the compliant drive
+(see ``scene``) a constant command moves the gripper by ``TRACKING_RATIO`` (about 73%) of
+the commanded step per control period once settled. ``grip > 0`` closes.
 
 Observation: ``gripper_pos`` (3, m, world) + ``gripper_quat`` (4, wxyz) +
 ``finger_qpos`` (2, m, 0 = closed, 0.04 = open) + the task's features (see each task's
@@ -29,6 +31,7 @@ from hardware.sim.scene import FINGER_OPEN_M, SUBSTEPS, TaskScene, build_mjcf
 
 MAX_DPOS_M = 0.05
 MAX_DROT_RAD = 0.5
+TRACKING_RATIO = 0.73  # settled motion per control step / commanded delta (free space)
 GRASP_TOLERANCE_M = 0.025
 MASS_SCALE = (0.7, 1.3)
 FRICTION_SCALE = (0.7, 1.3)
@@ -183,6 +186,11 @@ class CabinEnv(gym.Env):
         m.body_inertia[self._task_bodies] *= scale[:, None]
         m.geom_friction[self._task_geoms, 0] *= rng.uniform(*FRICTION_SCALE,
                                                             size=len(self._task_geoms))
+        # Derived constants (e.g. the inertia used by the free-joint dynamics) must follow
+        # the new masses, or a tumbling body does not conserve angular momentum.
+        # mj_setConst uses ``d`` as scratch, hence the second reset.
+        mujoco.mj_setConst(m, d)
+        mujoco.mj_resetData(m, d)
         for eq_id, _, _ in self._grasp.values():
             d.eq_active[eq_id] = 0
         self.grasped = None

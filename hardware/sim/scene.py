@@ -84,6 +84,8 @@ def build_mjcf(name: str, scene: TaskScene) -> str:
     <default class="decor"><geom contype="0" conaffinity="0" group="2"/></default>
   </default>
   <asset>
+    <texture type="skybox" builtin="gradient" rgb1=".35 .4 .48" rgb2=".05 .06 .08" width="32"
+             height="512"/>
     <texture name="wall" type="2d" builtin="checker" rgb1=".78 .8 .82" rgb2=".7 .72 .75"
              width="256" height="256"/>
     <material name="wall" texture="wall" texrepeat="6 6"/>
