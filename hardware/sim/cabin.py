@@ -76,6 +76,7 @@ class CabinEnv(gym.Env):
         self._scene = self.scene()
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.NAME, self._scene))
         self.data = mujoco.MjData(self.model)
+        self._scratch = mujoco.MjData(self.model)
         m = self.model
         self._gripper_body = m.body("gripper").id
         self._target_mocap = m.body_mocapid[m.body("target").id]
@@ -186,11 +187,6 @@ class CabinEnv(gym.Env):
         m.body_inertia[self._task_bodies] *= scale[:, None]
         m.geom_friction[self._task_geoms, 0] *= rng.uniform(*FRICTION_SCALE,
                                                             size=len(self._task_geoms))
-        # Derived constants (e.g. the inertia used by the free-joint dynamics) must follow
-        # the new masses, or a tumbling body does not conserve angular momentum.
-        # mj_setConst uses ``d`` as scratch, hence the second reset.
-        mujoco.mj_setConst(m, d)
-        mujoco.mj_resetData(m, d)
         for eq_id, _, _ in self._grasp.values():
             d.eq_active[eq_id] = 0
         self.grasped = None
@@ -199,6 +195,10 @@ class CabinEnv(gym.Env):
         d.qpos[self._finger_qadr] = FINGER_OPEN_M
         d.ctrl[0] = FINGER_OPEN_M
         self._randomize(rng)
+        # Derived constants must follow the new masses (or a tumbling body does not conserve
+        # angular momentum) and any model change ``_randomize`` made (fixed-body poses,
+        # joint properties). mj_setConst uses its MjData as scratch: give it a spare one.
+        mujoco.mj_setConst(m, self._scratch)
         mujoco.mj_forward(m, d)
         d.mocap_pos[self._target_mocap] = self.gripper_pos
         d.mocap_quat[self._target_mocap] = self.gripper_quat
