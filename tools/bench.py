@@ -6,16 +6,21 @@ seeded episodes. Nothing here asserts a target: callers compare and report.
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from hardware.errors import SpikeflightError
 from hardware.sim.collect import Rollout
 from hardware.sim.registry import make_env
 
-ROBOSUITE_REFERENCE = "robosuite 1.5 Door (Panda, OSC_POSE, 20 Hz)"
+ROBOSUITE_REFERENCE = "Door (Panda, OSC_POSE, 20 Hz)"
 
 
 @dataclass
@@ -51,32 +56,23 @@ def env_speed(task: str, steps: int = 2000, repeats: int = 5, seed: int = 0) -> 
         env.close()
 
 
-def robosuite_speed(steps: int = 500, repeats: int = 3) -> SpeedResult | None:
-    """The same measurement on robosuite's Door scene, or ``None`` if not installed."""
+def robosuite_speed(python: str | None = None, steps: int = 500,
+                    repeats: int = 5) -> SpeedResult | None:
+    """The same measurement on robosuite's Door scene, run by ``tools/robosuite_probe.py``
+    under ``python`` (default: this interpreter); ``None`` if robosuite is not there."""
+    cmd = [python or sys.executable, str(Path(__file__).with_name("robosuite_probe.py")),
+           "--steps", str(steps), "--repeats", str(repeats)]
     try:
-        import robosuite
-    except ImportError:
-        return None
-    env = robosuite.make("Door", robots="Panda", has_renderer=False,
-                         has_offscreen_renderer=False, use_camera_obs=False, control_freq=20,
-                         horizon=10**6)
-    spec_low, spec_high = env.action_spec
-
-    class _Adapter:  # robosuite's step/reset to the gymnasium shape used above
-        action_space = type("S", (), {"low": spec_low, "high": spec_high,
-                                      "shape": spec_low.shape})()
-
-        def reset(self, seed=None):
-            env.reset()
-
-        def step(self, a):
-            env.step(a)
-            return None, 0.0, False, False, {}
-
-    adapter = _Adapter()
-    _time_steps(adapter, 50, 0)
-    runs = [_time_steps(adapter, steps, r) for r in range(repeats)]
-    return SpeedResult(ROBOSUITE_REFERENCE, runs)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError as exc:
+        raise SpikeflightError(f"--robosuite-python {python}: no such interpreter") from exc
+    if res.returncode != 0:
+        if "No module named 'robosuite'" in res.stderr:
+            return None
+        raise SpikeflightError(f"robosuite probe failed: {res.stderr.strip().splitlines()[-1]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return SpeedResult(f"{ROBOSUITE_REFERENCE}, robosuite {out['robosuite']}",
+                       out["steps_per_s"])
 
 
 def expert_success(task: str, seeds: list[int]) -> tuple[int, float]:

@@ -29,13 +29,16 @@ def env(
     task: str | None = typer.Option(None, "--task", "-t", help="one task (default: all five)"),
     steps: int = typer.Option(2000, "--steps", min=100),
     repeats: int = typer.Option(5, "--repeats", min=1),
+    robosuite_python: str | None = typer.Option(
+        None, "--robosuite-python",
+        help="a Python with robosuite installed, for the side-by-side ratio"),
 ) -> None:
     """Control steps per second per core under random actions (median of repeats), and
     the ratio to robosuite's Door scene when robosuite is installed."""
     from tools.bench import env_speed, robosuite_speed
 
     results = [env_speed(t, steps, repeats) for t in _tasks(task)]
-    ref = robosuite_speed()
+    ref = robosuite_speed(robosuite_python)
     table = Table("env", "median steps/s", "min", "max", f">= {SPEED_TARGET:.0f}",
                   "x robosuite")
     for r in results:
@@ -48,7 +51,8 @@ def env(
                       f"{max(ref.steps_per_s):,.0f}", "", "1.0")
     console.print(table)
     if not ref:
-        console.print("robosuite is not installed: no ratio (pip install robosuite==1.5.1)")
+        console.print("robosuite is not installed: no ratio (install robosuite==1.5.1 in a "
+                      "virtualenv and pass --robosuite-python PATH/bin/python)")
     if not all(r.median >= SPEED_TARGET for r in results):
         raise typer.Exit(1)
 
