@@ -15,13 +15,15 @@ import sys
 import typer
 
 from hardware.errors import SpikeflightError
-from tools import bench_cmd, data_cmd, demo_cmd, sim_cmd
+from tools import bench_cmd, data_cmd, demo_cmd, eval_cmd, sim_cmd, train_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="spikeflight: spiking diffusion policies for spacecraft robots.")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(sim_cmd.app, name="sim")
 app.add_typer(bench_cmd.app, name="bench")
+app.add_typer(train_cmd.app, name="train")
+app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -1,0 +1,133 @@
+"""Behaviour cloning of a diffusion policy: epsilon-MSE, AdamW, EMA, resumable.
+
+One iteration draws ``batch_size`` (obs, action chunk) pairs uniformly from the windows
+of the successful demonstrations, a denoising step k ~ U{0..K-1} and eps ~ N(0, I) per
+pair, and takes an AdamW step on ``|| eps_hat(x_k, k, s) - eps ||^2`` (plus, for spiking
+policies, ``rate_reg`` times the mean firing rate: activity regularisation for energy).
+After each step the spiking thresholds are projected above ``THRESHOLD_FLOOR``, the SDLI
+strength follows its ramp, and the EMA copy is updated with decay
+``min(ema_decay, (1 + i) / (10 + i))``.
+
+Everything random draws from one seeded ``torch.Generator`` whose state is checkpointed,
+and torch runs a fixed number of threads: a run is deterministic given its seed and
+thread count, and a resumed run continues exactly as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from policies.checkpoint import (
+    CONFIG,
+    CheckpointError,
+    load_train_state,
+    load_weights,
+    read_config,
+    save_run,
+)
+from policies.config import PolicyConfig
+from policies.data import BcData
+from policies.normalize import MinMax
+from policies.policy import DiffusionPolicy
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the L-SDPPO paper: AdamW 1e-4, wd 1e-6, batch 256, EMA
+    0.995 over 3000 epochs; we train for fewer, larger steps by default)."""
+
+    iterations: int = 20000
+    batch_size: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    ema_decay: float = 0.995
+    checkpoint_every: int = 1000
+    seed: int = 0
+    threads: int = 2
+    rate_reg: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iteration: int
+    resumed_from: int
+    losses: list[float]
+
+
+StepCallback = Callable[[int, float], None]
+
+
+def _ema_update(ema: DiffusionPolicy, model: DiffusionPolicy, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.mul_(decay).add_(pm, alpha=1.0 - decay)
+        persistent = ema.state_dict().keys()  # skips snnTorch's per-batch membrane buffers
+        for (name, be), (_, bm) in zip(ema.named_buffers(), model.named_buffers(), strict=True):
+            if name in persistent:
+                be.copy_(bm)
+
+
+def resumable_config(run_dir: Path, task: str, kind: str) -> PolicyConfig | None:
+    """The saved policy config if ``run_dir`` holds a run to resume (None if it holds
+    none); raises if that run is of another policy kind or task."""
+    if not (Path(run_dir) / CONFIG).exists():
+        return None
+    _, saved = read_config(run_dir)
+    if saved["policy"]["kind"] != kind:
+        raise CheckpointError(f"{run_dir} holds a {saved['policy']['kind']!r} checkpoint; "
+                              f"cannot resume it as {kind!r} (use another -o)")
+    if saved["task"] != task:
+        raise CheckpointError(f"{run_dir} holds a checkpoint for task {saved['task']!r}, "
+                              f"not {task!r}")
+    return PolicyConfig.from_dict(saved["policy"])
+
+
+def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: TrainConfig,
+             run_dir: Path, on_step: StepCallback | None = None) -> TrainResult:
+    """Train (or resume training in ``run_dir``) and checkpoint there."""
+    torch.set_num_threads(train_cfg.threads)
+    run_dir = Path(run_dir)
+    saved_cfg = resumable_config(run_dir, task, policy_cfg.kind)
+    resuming = saved_cfg is not None
+    policy_cfg = saved_cfg or policy_cfg
+    torch.manual_seed(train_cfg.seed)
+    model = DiffusionPolicy(policy_cfg)
+    model.obs_norm.load_state_dict(MinMax.fit(data.obs).state_dict())
+    model.act_norm.load_state_dict(MinMax.fit(data.actions).state_dict())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr,
+                                  weight_decay=train_cfg.weight_decay)
+    gen = torch.Generator().manual_seed(train_cfg.seed)
+    start, losses = 0, []
+    ema = copy.deepcopy(model)
+    if resuming:
+        start, losses = load_train_state(run_dir, model, optimizer, gen)
+        ema.load_state_dict(load_weights(run_dir))
+    snn = model.spiking
+    train_dict = asdict(train_cfg)
+    model.train()
+    for it in range(start, train_cfg.iterations):
+        if snn is not None and snn.sdli is not None:
+            snn.sdli.set_ramp(it, policy_cfg.sdli_ramp_iters)
+        idx = torch.randint(len(data), (train_cfg.batch_size,), generator=gen)
+        loss = model.loss(data.obs[idx], data.actions[idx], generator=gen)
+        objective = loss + train_cfg.rate_reg * snn.last_rate if snn is not None else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        if snn is not None:
+            snn.project_thresholds()
+        _ema_update(ema, model, min(train_cfg.ema_decay, (1 + it) / (10 + it)))
+        losses.append(float(loss.detach()))
+        done = it + 1
+        if done % train_cfg.checkpoint_every == 0 or done == train_cfg.iterations:
+            save_run(run_dir, ema, model, optimizer, gen, task, train_dict, done, losses)
+        if on_step is not None:
+            on_step(done, losses[-1])
+    return TrainResult(run_dir=run_dir, iteration=train_cfg.iterations, resumed_from=start,
+                       losses=losses)

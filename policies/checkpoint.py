@@ -1,0 +1,158 @@
+"""Policy checkpoints: safetensors weights + JSON config, written atomically.
+
+A run directory holds::
+
+    config.json              format, task, policy config, training config, schedule,
+                             normalisers (lo/hi per dimension), iteration
+    policy.safetensors       EMA weights: what evaluation and the compiler consume
+    train_state.safetensors  raw weights (``model.*``), AdamW moments (``opt.*``), RNG state
+    train_state.json         iteration, optimiser hyper-parameters, recent losses
+
+Every file is written to a temporary name, fsynced and renamed, ``train_state.json`` last,
+so an interrupted save leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from hardware.errors import SpikeflightError
+from policies.config import PolicyConfig
+from policies.policy import DiffusionPolicy
+
+FORMAT = "spikeflight-policy/1"
+CONFIG, WEIGHTS = "config.json", "policy.safetensors"
+TRAIN_WEIGHTS, TRAIN_STATE = "train_state.safetensors", "train_state.json"
+
+
+class CheckpointError(SpikeflightError):
+    """A checkpoint that is missing, unreadable, or of another kind than expected."""
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=1)
+
+    _atomic(path, write)
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    _atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
+
+
+def policy_config_dict(policy: DiffusionPolicy, task: str, train: dict[str, Any],
+                       iteration: int) -> dict[str, Any]:
+    s = policy.schedule
+    return {
+        "format": FORMAT,
+        "task": task,
+        "iteration": iteration,
+        "policy": policy.cfg.to_dict(),
+        "train": train,
+        "schedule": {"kind": "cosine", "steps": s.steps, "s": policy.cfg.cosine_s,
+                     "betas": s.betas.tolist(), "alpha_bars": s.alpha_bars.tolist()},
+        "normalizers": {"obs": {"lo": policy.obs_norm.lo.tolist(),
+                                "hi": policy.obs_norm.hi.tolist()},
+                        "action": {"lo": policy.act_norm.lo.tolist(),
+                                   "hi": policy.act_norm.hi.tolist()}},
+    }
+
+
+def save_run(run_dir: Path, ema: DiffusionPolicy, model: DiffusionPolicy,
+             optimizer: torch.optim.Optimizer, generator: torch.Generator, task: str,
+             train: dict[str, Any], iteration: int, losses: list[float]) -> None:
+    """Write a complete, resumable checkpoint of a training run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    opt = optimizer.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for idx, st in opt["state"].items():
+        for name, val in st.items():
+            tensors[f"opt.{idx}.{name}"] = torch.as_tensor(val)
+    tensors["rng"] = generator.get_state()
+    _write_tensors(run_dir / WEIGHTS, dict(ema.state_dict()))
+    _write_tensors(run_dir / TRAIN_WEIGHTS, tensors)
+    _write_json(run_dir / CONFIG, policy_config_dict(ema, task, train, iteration))
+    _write_json(run_dir / TRAIN_STATE, {"iteration": iteration,
+                                        "param_groups": opt["param_groups"],
+                                        "losses": losses[-200:]})
+
+
+def read_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(run directory, config) for a run directory or its ``policy.safetensors``."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent
+    cfg_path = run_dir / CONFIG
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if not cfg_path.exists():
+        raise CheckpointError(f"{path}: not a spikeflight checkpoint (no {CONFIG} beside it)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+    return run_dir, cfg
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
+
+
+def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The EMA weights of a run directory, as a state dict."""
+    return _load_tensors(Path(run_dir) / WEIGHTS)
+
+
+def load_policy(path: str | Path) -> tuple[DiffusionPolicy, dict[str, Any]]:
+    """The EMA policy of a checkpoint (eval mode) and its config."""
+    run_dir, cfg = read_config(path)
+    policy = DiffusionPolicy(PolicyConfig.from_dict(cfg["policy"]))
+    weights = load_weights(run_dir)
+    try:
+        policy.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{run_dir / WEIGHTS}: weights do not fit the "
+                              f"{cfg['policy']['kind']} config ({first})") from exc
+    return policy.eval(), cfg
+
+
+def load_train_state(run_dir: Path, model: DiffusionPolicy, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator) -> tuple[int, list[float]]:
+    """Restore raw weights, optimiser and RNG of a run; returns (iteration, losses)."""
+    tensors = _load_tensors(run_dir / TRAIN_WEIGHTS)
+    state = json.loads((run_dir / TRAIN_STATE).read_text(encoding="utf-8"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, val in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = val
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    generator.set_state(tensors["rng"])
+    return int(state["iteration"]), list(state["losses"])

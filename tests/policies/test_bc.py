@@ -1,0 +1,147 @@
+"""Behaviour cloning: learning, exact resume, checkpoint round trip, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from policies.bc import TrainConfig, train_bc
+from policies.checkpoint import CheckpointError, load_policy
+from policies.config import PolicyConfig
+from policies.data import BcData, load_bc_data
+from tests.tools.test_data_cli import assert_one_line_error, cli
+
+TINY = {"hidden": (32, 32), "obs_hidden": 16, "emb_dim": 8}
+
+
+def _data(n: int = 64, obs_dim: int = 5) -> BcData:
+    g = torch.Generator().manual_seed(0)
+    obs = torch.rand(n, obs_dim, generator=g) * 2 - 1
+    # a learnable map: the action chunk is a fixed function of the observation
+    act = torch.tanh(obs[:, :2]).unsqueeze(1).repeat(1, 4, 1)
+    return BcData(obs=obs, actions=act, episodes=4)
+
+
+@pytest.mark.parametrize("kind", ["sdp", "sdp-sdli", "ann"])
+def test_short_training_lowers_the_loss(tmp_path: Path, kind: str) -> None:
+    cfg = PolicyConfig(kind=kind, obs_dim=5, act_dim=2, **TINY)
+    res = train_bc("hatch", _data(), cfg, TrainConfig(iterations=300, batch_size=64,
+                                                      lr=2e-3, threads=1), tmp_path / kind)
+    first, last = np.mean(res.losses[:30]), np.mean(res.losses[-30:])
+    assert last < 0.7 * first, (first, last)
+
+
+def _digest(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir())
+            if p.suffix == ".safetensors"}
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    cfg = PolicyConfig(kind="sdp-sdli", obs_dim=5, act_dim=2, **TINY)
+    tc = {"batch_size": 16, "threads": 1, "checkpoint_every": 5, "seed": 3}
+    straight = train_bc("hatch", _data(), cfg, TrainConfig(iterations=12, **tc), tmp_path / "a")
+    train_bc("hatch", _data(), cfg, TrainConfig(iterations=5, **tc), tmp_path / "b")  # "killed"
+    resumed = train_bc("hatch", _data(), cfg, TrainConfig(iterations=12, **tc), tmp_path / "b")
+    assert resumed.resumed_from == 5
+    assert resumed.losses == straight.losses  # the same next steps, bit for bit
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    cfg = PolicyConfig(kind="sdp-sdli", obs_dim=5, act_dim=2, **TINY)
+    train_bc("cap", _data(), cfg, TrainConfig(iterations=4, batch_size=8, threads=1),
+             tmp_path / "r")
+    policy, meta = load_policy(tmp_path / "r" / "policy.safetensors")
+    again, _ = load_policy(tmp_path / "r")
+    assert meta["task"] == "cap" and meta["policy"]["kind"] == "sdp-sdli"
+    assert len(meta["schedule"]["alpha_bars"]) == 20
+    assert meta["normalizers"]["obs"]["lo"] == pytest.approx(_data().obs.min(0).values.tolist())
+    obs = _data().obs[:3].numpy()
+    a = policy.act(obs, generator=torch.Generator().manual_seed(7))
+    b = again.act(obs, generator=torch.Generator().manual_seed(7))
+    assert a.shape == (3, 4, 2) and np.array_equal(a, b)
+
+
+def test_resume_as_other_policy_type_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    cfg = PolicyConfig(kind="sdp", obs_dim=5, act_dim=2, **TINY)
+    train_bc("hatch", _data(), cfg, TrainConfig(iterations=3, batch_size=8, threads=1), run)
+    before = _digest(run)
+    ann = PolicyConfig(kind="ann", obs_dim=5, act_dim=2, **TINY)
+    msg = "holds a 'sdp' checkpoint; cannot resume it as 'ann'"
+    with pytest.raises(CheckpointError, match=msg):
+        train_bc("hatch", _data(), ann, TrainConfig(iterations=6, batch_size=8, threads=1), run)
+    assert _digest(run) == before
+
+
+@pytest.fixture(scope="module")
+def hatch_demos(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("d") / "hatch.hdf5"
+    assert cli("data", "collect", "--task", "hatch", "-n", "3", "-o", str(out)).returncode == 0
+    return out
+
+
+def test_cli_train_then_eval_json(hatch_demos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "sdp",
+              "-o", str(run), "--iterations", "20", "--hidden", "16,16", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    ev = cli("eval", str(run), "--episodes", "2", "--ddim-steps", "3", "--json")
+    assert ev.returncode == 0, ev.stderr
+    rep = json.loads(ev.stdout)
+    assert rep["task"] == "hatch" and rep["episodes"] == 2  # task taken from the checkpoint
+    assert rep["denoising_steps"] == 3
+    assert len(rep["firing_rates"]) == 2 and all(0 <= r <= 1 for r in rep["firing_rates"])
+    lo, hi = rep["success_ci95"]
+    assert 0 <= lo <= rep["success_rate"] <= hi <= 1
+    assert rep["energy_ratio_vs_ann"] > 0
+
+
+def test_cli_demos_of_other_obs_size(tmp_path: Path) -> None:
+    toy = tmp_path / "toy.hdf5"
+    assert cli("data", "collect", "--task", "tests.fixtures.toy_env:make_toy", "--expert",
+               "tests.fixtures.toy_env:ToyExpert", "-n", "3", "-o", str(toy)).returncode == 0
+    run = tmp_path / "run"
+    res = cli("train", "bc", "--task", "hatch", "--demos", str(toy), "-o", str(run))
+    assert_one_line_error(res, str(toy), "observations have 3 values per step, the task expects 23")
+    assert not run.exists()
+
+
+def test_cli_nan_in_demos(hatch_demos: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "nan.hdf5"
+    bad.write_bytes(hatch_demos.read_bytes())
+    with h5py.File(bad, "a") as fh:
+        fh["data/demo_1/actions"][5, 2] = np.nan
+    run = tmp_path / "run"
+    res = cli("train", "bc", "--task", "hatch", "--demos", str(bad), "-o", str(run))
+    assert_one_line_error(res, "non-finite value", "actions", "episode 1", "step 5")
+    assert not run.exists()
+
+
+def test_cli_wrong_policy_type_for_existing_run(hatch_demos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "ann",
+               "-o", str(run), "--iterations", "2", "--hidden", "8,8").returncode == 0
+    before = _digest(run)
+    res = cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "sdp",
+              "-o", str(run), "--iterations", "4")
+    assert_one_line_error(res, "holds a 'ann' checkpoint")
+    assert _digest(run) == before
+    ev = cli("eval", str(tmp_path), "--episodes", "1")
+    assert_one_line_error(ev, "not a spikeflight checkpoint")
+
+
+def test_load_bc_data_windows_and_pads(hatch_demos: Path) -> None:
+    data = load_bc_data(hatch_demos, chunk=4, obs_dim=23, act_dim=7)
+    with h5py.File(hatch_demos) as fh:
+        acts = fh["data/demo_0/actions"][()]
+    n = len(acts)
+    torch.testing.assert_close(data.actions[0], torch.as_tensor(acts[:4], dtype=torch.float32))
+    last = data.actions[n - 1]  # last step: the final action repeated
+    assert torch.equal(last, last[:1].expand(4, -1))

@@ -1,0 +1,72 @@
+"""``spikeflight eval``: closed-loop evaluation of a checkpoint, with energy estimates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tools.progress import console, progress_bar
+
+
+def evaluate_cmd(
+    checkpoint: Path = typer.Argument(..., help="run directory or its policy.safetensors"),
+    task: str | None = typer.Option(None, "--task", "-t",
+                                    help="default: the task the checkpoint was trained on"),
+    episodes: int = typer.Option(50, "--episodes", "-n", min=1),
+    seed: int = typer.Option(10_000, "--seed", help="first seed (held out from demos)"),
+    ddim_steps: int | None = typer.Option(None, "--ddim-steps",
+                                          help="DDIM over this many steps (default: DDPM, all K)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Success rate (95% CI), episode length, firing rates, synaptic ops and energy per
+    chunk (cmos45-horowitz2014 model) of a policy and of its ANN twin."""
+    from policies.checkpoint import load_policy
+    from policies.evaluate import evaluate
+    from policies.ops import energy_per_chunk
+
+    policy, meta = load_policy(checkpoint)
+    task = task or meta["task"]
+    cfg = policy.cfg
+    with progress_bar() as bar:
+        job = bar.add_task(f"eval {cfg.kind} on {task}", total=episodes, status="")
+        won = 0
+
+        def on_group(n: int, ok: int) -> None:
+            nonlocal won
+            won += ok
+            bar.update(job, advance=n, status=f"success {won}")
+
+        res = evaluate(policy, task, episodes, seed0=seed, ddim_steps=ddim_steps,
+                       on_episode=on_group)
+    energy = energy_per_chunk(cfg, res.firing_rates, ddim_steps)
+    lo, hi = res.success_ci95
+    report = {
+        "checkpoint": str(checkpoint), "task": task, "policy": cfg.kind,
+        "episodes": res.episodes, "successes": res.successes,
+        "success_rate": res.success_rate, "success_ci95": [lo, hi],
+        "mean_episode_length": sum(res.lengths) / len(res.lengths),
+        "chunks": res.chunks, "denoising_steps": ddim_steps or cfg.diffusion_steps,
+        "micro_steps": cfg.micro_steps if cfg.spiking else None,
+        "firing_rates": res.firing_rates, **energy,
+    }
+    if as_json:
+        print(json.dumps(report))
+        return
+    console.print(f"[bold]{cfg.kind}[/bold] on {task}: success {res.successes}/{res.episodes} "
+                  f"= {res.success_rate:.0%} (95% CI {lo:.0%}..{hi:.0%}), mean episode length "
+                  f"{report['mean_episode_length']:.1f} steps")
+    if res.firing_rates:
+        console.print("firing rates per population (spikes/neuron/micro-step): "
+                      + ", ".join(f"{r:.3f}" for r in res.firing_rates))
+    table = Table("per chunk", cfg.kind, "ANN twin", title=f"energy model {energy['model']}")
+    if cfg.spiking:
+        table.add_row("analog MACs", f"{energy['analog_macs_per_chunk']:,.0f}", "")
+        table.add_row("synaptic ops (AC)", f"{energy['synops_per_chunk']:,.0f}", "")
+    table.add_row("MACs", "", f"{energy['ann_macs_per_chunk']:,.0f}")
+    table.add_row("energy (uJ)", f"{energy['policy_j_per_chunk'] * 1e6:.3f}",
+                  f"{energy['ann_j_per_chunk'] * 1e6:.3f}")
+    table.add_row("ratio vs ANN twin", f"{energy['energy_ratio_vs_ann']:.3f}", "1.000")
+    console.print(table)
