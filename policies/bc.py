@@ -49,7 +49,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     threads: int = 2
-    rate_reg: float = 0.0
+    rate_reg: float = 0.3
 
 
 @dataclass

@@ -34,7 +34,7 @@ def bc(
     hidden: str = typer.Option("256,256", "--hidden",
                                help="hidden widths; the paper's size is 2048,2048"),
     micro_steps: int = typer.Option(4, "--micro-steps", "-T", min=2),
-    rate_reg: float = typer.Option(0.0, "--rate-reg", help="firing-rate penalty weight"),
+    rate_reg: float = typer.Option(0.3, "--rate-reg", help="firing-rate penalty weight"),
     sdli_invert: bool = typer.Option(False, "--sdli-invert", help="front-load the state"),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(2, "--threads", min=1),

@@ -59,3 +59,34 @@ def random_quat(rng: np.random.Generator) -> np.ndarray:
     """Uniformly distributed unit quaternion."""
     q = rng.normal(size=4)
     return q / np.linalg.norm(q)
+
+
+def random_unit(rng: np.random.Generator) -> np.ndarray:
+    """Uniformly distributed unit 3-vector."""
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+def mat_to_quat(mat: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3x3) to a unit quaternion (wxyz)."""
+    import mujoco
+
+    q = np.empty(4)
+    mujoco.mju_mat2Quat(q, np.ascontiguousarray(mat, dtype=np.float64).reshape(9))
+    return q
+
+
+def rotation_between(from_axis: np.ndarray, to_axis: np.ndarray) -> np.ndarray:
+    """Shortest rotation vector (rad, world) turning unit ``from_axis`` onto ``to_axis``;
+    for opposite axes, a half turn about an axis perpendicular to ``from_axis``."""
+    c = np.cross(from_axis, to_axis)
+    s = float(np.linalg.norm(c))
+    angle = float(np.arctan2(s, float(np.dot(from_axis, to_axis))))
+    if s > 1e-9:
+        return c / s * angle
+    if angle < 1e-6:
+        return np.zeros(3)
+    perp = np.cross(from_axis, [1.0, 0.0, 0.0])
+    if np.linalg.norm(perp) < 1e-6:
+        perp = np.cross(from_axis, [0.0, 1.0, 0.0])
+    return perp / np.linalg.norm(perp) * angle

@@ -53,3 +53,9 @@ def servo(env: CabinEnv, grip_target: np.ndarray, quat_target: np.ndarray | None
         action[3:6] = err / MAX_DROT_RAD
     action[6] = grip
     return np.clip(action, -1.0, 1.0)
+
+
+def clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
+    """``v`` scaled down to Euclidean norm ``limit`` if it is longer."""
+    n = float(np.linalg.norm(v))
+    return v * (limit / n) if n > limit else v

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from hardware.sim import rotations as rot
-from hardware.sim.experts.base import Expert, servo
+from hardware.sim.experts.base import Expert, clip_norm, servo
 from hardware.sim.scene import CONTROL_HZ
 from hardware.sim.tasks.cap import CONTAINER_RADIUS_M, LID_RADIUS_M, CapEnv
 
@@ -41,26 +41,6 @@ APPROACH, DESCEND, ALIGN, INSERT = range(4)
 PREGRASP_M = 0.06
 STANDOFF_M = 0.07
 VIA_SIDE_M = CONTAINER_RADIUS_M + LID_RADIUS_M + 0.05
-
-
-def _swing(from_axis: np.ndarray, to_axis: np.ndarray) -> np.ndarray:
-    """Shortest rotation vector (rad, world) turning unit ``from_axis`` onto ``to_axis``."""
-    c = np.cross(from_axis, to_axis)
-    s = np.linalg.norm(c)
-    angle = np.arctan2(s, float(from_axis @ to_axis))
-    if s < 1e-9:
-        if angle < 1e-6:
-            return np.zeros(3)
-        perp = np.cross(from_axis, [1.0, 0.0, 0.0])
-        if np.linalg.norm(perp) < 1e-6:
-            perp = np.cross(from_axis, [0.0, 1.0, 0.0])
-        return perp / np.linalg.norm(perp) * angle
-    return c / s * angle
-
-
-def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
-    n = np.linalg.norm(v)
-    return v * (limit / n) if n > limit else v
 
 
 class CapExpert(Expert):
@@ -89,7 +69,7 @@ class CapExpert(Expert):
         axis = env.lid_axis()
         ff = self._point_velocity("lid", handle) * DT_S
         g_z = rot.quat_to_mat(env.gripper_quat)[:, 2]
-        turn = _swing(g_z, axis)
+        turn = rot.rotation_between(g_z, axis)
         quat_target = rot.quat_mul(rot.axisangle_to_quat(turn), env.gripper_quat)
         quat_target = rot.quat_mul(rot.axisangle_to_quat(
             env.body_velocity("lid")[1] * DT_S), quat_target)
@@ -142,10 +122,10 @@ class CapExpert(Expert):
 
         # Rotation: turn the lid axis onto the container axis, plus the container's turn
         # over the next step; the palm-centred rotation's effect on the seat is cancelled.
-        rotvec = _clip_norm(_swing(env.lid_axis(), a) + w_c * DT_S, 0.2)
+        rotvec = clip_norm(rot.rotation_between(env.lid_axis(), a) + w_c * DT_S, 0.2)
         r = rot.quat_to_mat(rot.axisangle_to_quat(rotvec))
         arm = seat - env.gripper_pos
-        move = _clip_norm(target - seat + ff, max_step) - (r @ arm - arm)
+        move = clip_norm(target - seat + ff, max_step) - (r @ arm - arm)
         quat_target = rot.quat_mul(rot.axisangle_to_quat(rotvec), env.gripper_quat)
         return servo(env, env.grip_pos + move, quat_target, grip=1.0,
                      max_step_m=max_step + 0.02, max_rot_rad=0.2)

@@ -30,7 +30,6 @@ the base rotates the gripper about its body origin) and rotates it by ``T``'s ro
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from hardware.sim import rotations as rot
@@ -56,12 +55,6 @@ HATCH_GAIN, HATCH_RATE = 1.0, 0.08  # -, rad per step
 _GRIP_IN_LATCH = np.array([[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]])
 
 
-def _mat_to_quat(mat: np.ndarray) -> np.ndarray:
-    q = np.empty(4)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(mat, dtype=np.float64).reshape(9))
-    return q
-
-
 def _rot_about(axis: np.ndarray, point: np.ndarray, angle: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """Rigid transform (rotation matrix, translation) rotating by ``angle`` rad about the
@@ -82,7 +75,7 @@ class HatchExpert(Expert):
         env = self.env
         r_latch = env.data.body("latch").xmat.reshape(3, 3)
         normal_out = -r_latch[:, 0]
-        quat = _mat_to_quat(r_latch @ _GRIP_IN_LATCH)
+        quat = rot.mat_to_quat(r_latch @ _GRIP_IN_LATCH)
         return env.site_pos("latch_handle"), normal_out, quat
 
     def _move_held(self, d_latch: float, d_hatch: float) -> np.ndarray:
@@ -94,7 +87,7 @@ class HatchExpert(Expert):
         r, t = r2 @ r1, r2 @ t1 + t2
         body = env.gripper_pos
         dpos = (r @ body + t) - body
-        drot = rot.quat_to_axisangle(_mat_to_quat(r))
+        drot = rot.quat_to_axisangle(rot.mat_to_quat(r))
         action = np.zeros(7)
         action[:3] = dpos / MAX_DPOS_M
         action[3:6] = drot / MAX_DROT_RAD

@@ -49,12 +49,11 @@ Losing the grasp during 5-6 sends it back to ``APPROACH``.
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import MAX_DPOS_M, MAX_DROT_RAD
-from hardware.sim.experts.base import Expert, servo
+from hardware.sim.experts.base import Expert, clip_norm, servo
 from hardware.sim.scene import CONTROL_HZ
 from hardware.sim.tasks.panel import ARM_TRAVEL_M, BUTTON_TRAVEL_M, PanelEnv
 
@@ -74,32 +73,6 @@ FAR_STANDOFF_M = 0.15
 FAR_TILT_RAD = np.deg2rad(25.0)
 INSERT_GOAL_M = 0.034
 assert PRESS_PAST_M > ARM_TRAVEL_M
-
-
-def _swing(from_axis: np.ndarray, to_axis: np.ndarray) -> np.ndarray:
-    """Shortest rotation vector (rad, world) turning unit ``from_axis`` onto ``to_axis``."""
-    c = np.cross(from_axis, to_axis)
-    s = float(np.linalg.norm(c))
-    angle = float(np.arctan2(s, float(from_axis @ to_axis)))
-    if s > 1e-9:
-        return c / s * angle
-    if angle < 1e-6:
-        return np.zeros(3)
-    perp = np.cross(from_axis, [1.0, 0.0, 0.0])
-    if np.linalg.norm(perp) < 1e-6:
-        perp = np.cross(from_axis, [0.0, 1.0, 0.0])
-    return perp / np.linalg.norm(perp) * angle
-
-
-def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return v * (limit / n) if n > limit else v
-
-
-def _mat_to_quat(mat: np.ndarray) -> np.ndarray:
-    q = np.empty(4)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(mat).reshape(9))
-    return q
 
 
 class PanelExpert(Expert):
@@ -132,10 +105,10 @@ class PanelExpert(Expert):
         ``max_step_m`` while turning the gripper by ``rotvec`` (rad, world, about the
         gripper body origin; clipped to 0.25 rad)."""
         env = self.env
-        rotvec = _clip_norm(np.asarray(rotvec, float), 0.25)
+        rotvec = clip_norm(np.asarray(rotvec, float), 0.25)
         arm = point - env.gripper_pos
         swept = rot.quat_to_mat(rot.axisangle_to_quat(rotvec)) @ arm - arm
-        move = _clip_norm(target - point, max_step_m) - swept
+        move = clip_norm(target - point, max_step_m) - swept
         action = np.zeros(7)
         action[:3] = move / MAX_DPOS_M
         action[3:6] = rotvec / MAX_DROT_RAD
@@ -166,7 +139,7 @@ class PanelExpert(Expert):
         x_des = -n
         z_des = up - (up @ x_des) * x_des
         z_des /= np.linalg.norm(z_des)
-        q_des = _mat_to_quat(np.column_stack([x_des, np.cross(z_des, x_des), z_des]))
+        q_des = rot.mat_to_quat(np.column_stack([x_des, np.cross(z_des, x_des), z_des]))
         rotvec = rot.quat_error(q_des, env.gripper_quat)
         x_g = rot.quat_to_mat(env.gripper_quat)[:, 0]
         face = env.gripper_pos + PALM_SIDE_M * x_g
@@ -192,7 +165,7 @@ class PanelExpert(Expert):
         p = env.plug_axis()
         ff = self._point_velocity(handle) * DT_S
         g_z = rot.quat_to_mat(env.gripper_quat)[:, 2]
-        turn = _swing(g_z, p)
+        turn = rot.rotation_between(g_z, p)
         _, w = env.plug_velocity()
         quat_target = rot.quat_mul(rot.axisangle_to_quat(turn + w * DT_S), env.gripper_quat)
         rel = env.grip_pos - handle
@@ -225,7 +198,7 @@ class PanelExpert(Expert):
         s, n = env.socket_frame()
         tip = env.site_pos("plug_tip")
         depth, radial, tilt = env.insertion_error()
-        rotvec = _swing(env.plug_axis(), n)
+        rotvec = rot.rotation_between(env.plug_axis(), n)
         out = -depth  # tip distance in front of the mouth plane, m
         if self.phase == ALIGN:
             stand = STANDOFF_M if tilt < FAR_TILT_RAD else FAR_STANDOFF_M

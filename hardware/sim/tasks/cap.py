@@ -87,11 +87,6 @@ DRIFT_SPEED_MPS = (0.005, 0.03)
 MAX_TUMBLE_RADPS = 0.2
 
 
-def _unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=3)
-    return v / np.linalg.norm(v)
-
-
 def _tilted_quat(rng: np.random.Generator, max_tilt: float) -> np.ndarray:
     """Random orientation: body z tilted from world +z by U(0, max_tilt) rad towards a
     uniform azimuth, with a uniform spin about the body z axis (wxyz)."""
@@ -167,8 +162,8 @@ class CapEnv(CabinEnv):
         for joint, centre in (("container", CONTAINER_CENTER_M), ("lid", LID_CENTER_M)):
             pos = centre + rng.uniform(-POS_JITTER_M, POS_JITTER_M, 3)
             quat = _tilted_quat(rng, MAX_TILT_RAD)
-            linvel = _unit(rng) * rng.uniform(*DRIFT_SPEED_MPS)
-            angvel = _unit(rng) * rng.uniform(0.0, MAX_TUMBLE_RADPS)
+            linvel = rot.random_unit(rng) * rng.uniform(*DRIFT_SPEED_MPS)
+            angvel = rot.random_unit(rng) * rng.uniform(0.0, MAX_TUMBLE_RADPS)
             self.set_free_body(joint, pos, quat, linvel, angvel)
 
     # ---- task state ---------------------------------------------------------------------

@@ -103,11 +103,6 @@ DRIFT_M_S = (0.005, 0.03)
 TUMBLE_RAD_S = (0.0, 0.2)
 
 
-def _unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=3)
-    return v / np.linalg.norm(v)
-
-
 class DrawerEnv(CabinEnv):
     """Open a drawer, stow a drifting item in it, close it (see the module docstring)."""
 
@@ -274,8 +269,8 @@ class DrawerEnv(CabinEnv):
                         rng.choice([-1.0, 1.0]) * rng.uniform(*ITEM_ABS_Y_M),
                         rng.uniform(*ITEM_Z_M)])
         quat = rot.random_quat(rng)
-        linvel = rng.uniform(*DRIFT_M_S) * _unit(rng)
-        angvel = rng.uniform(*TUMBLE_RAD_S) * _unit(rng)
+        linvel = rng.uniform(*DRIFT_M_S) * rot.random_unit(rng)
+        angvel = rng.uniform(*TUMBLE_RAD_S) * rot.random_unit(rng)
         self.set_free_body("item", pos, quat, linvel, angvel)
 
     # ---- observation and evaluation ---------------------------------------------------
