@@ -15,8 +15,6 @@ so an interrupted save leaves the previous checkpoint loadable.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 from policies.config import PolicyConfig
 from policies.policy import DiffusionPolicy
@@ -37,28 +36,14 @@ class CheckpointError(SpikeflightError):
     """A checkpoint that is missing, unreadable, or of another kind than expected."""
 
 
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-
-    _atomic(path, write)
+    with AtomicFile(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    _atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
+    with AtomicFile(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
 
 
 def policy_config_dict(policy: DiffusionPolicy, task: str, train: dict[str, Any],

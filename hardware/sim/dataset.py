@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 
 REQUIRED = ("actions", "rewards", "dones")
@@ -74,12 +74,8 @@ class DemoWriter:
         self.path = Path(path)
         if self.path.is_dir():
             raise DatasetError(f"{self.path}: is a directory, expected a .hdf5 file path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._h5 = h5py.File(self._tmp, "w")
+        self._file = AtomicFile(self.path)
+        self._h5 = h5py.File(self._file.path, "w")
         self._data = self._h5.create_group("data")
         self._env_args = dict(env_args)
         self._names: list[str] = []
@@ -111,24 +107,15 @@ class DemoWriter:
         dt = h5py.string_dtype()
         mask.create_dataset("train", data=np.array(self._names[n_valid:], dtype=object), dtype=dt)
         mask.create_dataset("valid", data=np.array(self._names[:n_valid], dtype=object), dtype=dt)
-        self._h5.flush()
         self._h5.close()
-        with open(self._tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return self.path
+        return self._file.commit()
 
     def abort(self) -> None:
         """Drop everything written so far; the target path is untouched."""
         try:
             self._h5.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            self._file.abort()
 
     def __enter__(self) -> DemoWriter:
         return self
