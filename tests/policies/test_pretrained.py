@@ -1,0 +1,27 @@
+"""The shipped checkpoint loads, is what its README says, and flies the default task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import policies
+from policies.checkpoint import load_policy
+from policies.evaluate import evaluate
+
+SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+
+
+def test_shipped_checkpoint_is_a_hatch_sdli_policy() -> None:
+    policy, meta = load_policy(SHIPPED)
+    assert meta["task"] == "hatch" and meta["policy"]["kind"] == "sdp-sdli"
+    assert sum(p.numel() for p in policy.parameters()) == 141_916
+    assert float(policy.spiking.sdli.beta) == pytest.approx(policy.cfg.sdli_beta_max)  # ramped
+
+
+def test_shipped_checkpoint_solves_held_out_hatch_episodes() -> None:
+    policy, _ = load_policy(SHIPPED)
+    res = evaluate(policy, "hatch", episodes=4, seed0=20_000, batch=4)
+    assert res.successes >= 3, res
+    assert all(0.02 < r < 0.5 for r in res.firing_rates), res.firing_rates
