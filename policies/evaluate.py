@@ -6,6 +6,7 @@ for spiking policies, measured firing rates.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +49,7 @@ class EvalResult:
 
 def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVAL_SEED0,
              batch: int = 25, ddim_steps: int | None = None,
-             on_episode=None) -> EvalResult:
+             on_episode: Callable[[int, int], None] | None = None) -> EvalResult:
     """Run ``episodes`` episodes with seeds ``seed0 ..``, ``batch`` environments at a time."""
     policy.eval()
     snn = policy.spiking

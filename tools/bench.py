@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from hardware.errors import SpikeflightError
@@ -33,7 +34,7 @@ class SpeedResult:
         return statistics.median(self.steps_per_s)
 
 
-def _time_steps(env, steps: int, seed: int) -> float:
+def _time_steps(env: gym.Env, steps: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
     actions = rng.uniform(low, high, size=(steps, *env.action_space.shape))

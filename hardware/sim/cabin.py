@@ -175,7 +175,8 @@ class CabinEnv(gym.Env):
             self.data.qvel[va + 3 : va + 6] = rot.quat_to_mat(quat).T @ np.asarray(angvel)
 
     # ---- gymnasium API --------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None,
+              options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         m, d, rng = self.model, self.data, self.np_random
         mujoco.mj_resetData(m, d)
@@ -206,7 +207,7 @@ class CabinEnv(gym.Env):
         _, success = self._evaluate()
         return self._obs(), {"success": bool(success)}
 
-    def step(self, action: np.ndarray):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(7), -1.0, 1.0)
         d = self.data
         pos, quat = self.gripper_pos, self.gripper_quat
