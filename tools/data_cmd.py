@@ -22,14 +22,17 @@ def collect(
     seed: int = typer.Option(0, "--seed", help="first seed; episode i uses seed + i"),
     expert: str | None = typer.Option(None, "--expert",
                                       help="module:callable building the expert from the env"),
+    noise: float = typer.Option(0.0, "--noise", min=0.0,
+                                help="DART noise: std of Gaussian noise added to executed "
+                                     "motion commands (labels stay the expert's)"),
 ) -> None:
     """Record scripted-expert episodes of a task into a robomimic-layout HDF5 file."""
     from hardware.sim.collect import Rollout, env_args_for
     from hardware.sim.dataset import DemoWriter
 
-    roll = Rollout(task, expert)
+    roll = Rollout(task, expert, noise=noise)
     successes = 0
-    with DemoWriter(out, env_args_for(task, roll.env, roll.source)) as writer, \
+    with DemoWriter(out, env_args_for(task, roll.env, roll.source, noise)) as writer, \
             progress_bar() as bar:
         job = bar.add_task(f"collect {task}", total=episodes, status="")
         for i in range(episodes):

@@ -25,7 +25,7 @@ def demo(
     from tools.data_cmd import collect, info
 
     demos = out_dir / f"{DEFAULT_TASK}.hdf5"
-    collect(task=DEFAULT_TASK, episodes=episodes, out=demos, seed=0, expert=None)
+    collect(task=DEFAULT_TASK, episodes=episodes, out=demos, seed=0, expert=None, noise=0.0)
     info(file=demos, as_json=False)
     table = Table("task", "expert success", "mean length (steps at 20 Hz)",
                   title=f"scripted experts, seeds 0..{episodes - 1}")

@@ -24,7 +24,8 @@ def obs_splitter(env: gym.Env) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     return lambda obs: {f.name: obs[:, f.slice] for f in fields}
 
 
-def env_args_for(task: str, env: gym.Env, source: str) -> dict[str, Any]:
+def env_args_for(task: str, env: gym.Env, source: str,
+                 noise: float = 0.0) -> dict[str, Any]:
     """The ``env_args`` metadata stored with demonstrations of ``task``."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -48,6 +49,7 @@ def env_args_for(task: str, env: gym.Env, source: str) -> dict[str, Any]:
         "control_hz": env.metadata.get("render_fps", 20),
         "success_criterion": getattr(env.unwrapped, "SUCCESS_CRITERION", ""),
         "source": source,
+        "action_noise_std": noise,
         "spikeflight_version": sf_version,
     }
 
@@ -55,8 +57,12 @@ def env_args_for(task: str, env: gym.Env, source: str) -> dict[str, Any]:
 class Rollout:
     """Environment plus expert for one task, reused across episodes."""
 
-    def __init__(self, task: str, expert: str | None = None, **env_kwargs: Any) -> None:
+    def __init__(self, task: str, expert: str | None = None, noise: float = 0.0,
+                 **env_kwargs: Any) -> None:
+        if noise < 0:
+            raise TaskError(f"--noise must be >= 0, got {noise}")
         self.task = task
+        self.noise = noise
         self.env = make_env(task, **env_kwargs)
         if expert is not None:
             self.expert = load_callable(expert)(self.env.unwrapped)
@@ -69,12 +75,21 @@ class Rollout:
         self.source = expert or f"scripted-expert:{task}"
 
     def episode(self, seed: int) -> Episode:
-        """One seeded episode of the expert."""
+        """One seeded episode of the expert.
+
+        With ``noise`` > 0 (DART-style noise injection, Laskey et al. 2017) the env executes
+        the expert's action plus N(0, noise^2) on every dimension but the last (the grip),
+        clipped to the action bounds, while the *expert's* action is recorded as the label:
+        the demonstrations then show how to recover from the drift a learned policy causes.
+        The executed actions are kept as ``executed_actions`` so episodes can be replayed.
+        """
         env = self.env
         obs, info = env.reset(seed=seed)
         self.expert.reset()
+        rng = np.random.default_rng([seed, 0x5F1])  # noise stream of this episode
+        low, high = env.action_space.low, env.action_space.high
         data = getattr(env.unwrapped, "data", None)
-        obs_l, act_l, rew_l, done_l, state_l = [], [], [], [], []
+        obs_l, act_l, exe_l, rew_l, done_l, state_l = [], [], [], [], [], []
         success = bool(info.get("success", False))
         while True:
             action = np.asarray(self.expert.act(obs), np.float64)
@@ -82,7 +97,13 @@ class Rollout:
                 state_l.append(np.concatenate([data.qpos, data.qvel]))
             obs_l.append(obs)
             act_l.append(action)
-            obs, reward, terminated, truncated, info = env.step(action)
+            executed = action
+            if self.noise > 0:
+                executed = action.copy()
+                executed[:-1] += rng.normal(0.0, self.noise, action.shape[0] - 1)
+                executed = np.clip(executed, low, high)
+            exe_l.append(executed)
+            obs, reward, terminated, truncated, info = env.step(executed)
             success = bool(info.get("success", terminated))
             rew_l.append(reward)
             done_l.append(bool(terminated))
@@ -90,7 +111,8 @@ class Rollout:
                 break
         return Episode(obs=self.split(np.asarray(obs_l)), actions=np.asarray(act_l),
                        rewards=np.asarray(rew_l), dones=np.asarray(done_l), seed=seed,
-                       success=success, states=np.asarray(state_l) if state_l else None)
+                       success=success, states=np.asarray(state_l) if state_l else None,
+                       executed_actions=np.asarray(exe_l) if self.noise > 0 else None)
 
 
 def rollout(task: str, seed: int, **env_kwargs: Any) -> Episode:

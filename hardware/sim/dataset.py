@@ -12,6 +12,8 @@ Layout::
     data/demo_<i>/rewards      (T,) float64
     data/demo_<i>/dones        (T,) uint8, 1 on the last step of a successful episode
     data/demo_<i>/states       (T, S) float64, simulator state (qpos, qvel) before each step
+    data/demo_<i>/executed_actions  (T, A), only for noise-injected collection: what the
+                               env executed (``actions`` holds the expert's labels)
     mask/train, mask/valid     demo names of a 90/10 split (robomimic filter keys)
 
 ``obs[t]`` is the observation the action ``actions[t]`` answered; ``rewards[t]`` and
@@ -57,6 +59,7 @@ class Episode:
     seed: int
     success: bool
     states: np.ndarray | None = None
+    executed_actions: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -93,6 +96,8 @@ class DemoWriter:
         g.create_dataset("dones", data=np.asarray(ep.dones, np.uint8))
         if ep.states is not None:
             g.create_dataset("states", data=np.asarray(ep.states, np.float64))
+        if ep.executed_actions is not None:
+            g.create_dataset("executed_actions", data=np.asarray(ep.executed_actions, np.float64))
         g.attrs["num_samples"] = ep.length
         g.attrs["seed"] = ep.seed
         g.attrs["success"] = bool(ep.success)
@@ -207,6 +212,8 @@ def read_episodes(path: str | os.PathLike) -> list[Episode]:
                 actions=g["actions"][()], rewards=g["rewards"][()], dones=g["dones"][()],
                 seed=int(g.attrs.get("seed", -1)), success=bool(g.attrs.get("success", False)),
                 states=g["states"][()] if "states" in g else None,
+                executed_actions=(g["executed_actions"][()] if "executed_actions" in g
+                                  else None),
             ))
         return out
 
