@@ -48,9 +48,16 @@ class EvalResult:
 
 
 def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVAL_SEED0,
-             batch: int = 25, ddim_steps: int | None = None,
+             batch: int = 25, ddim_steps: int | None = None, execute: int | None = None,
              on_episode: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Run ``episodes`` episodes with seeds ``seed0 ..``, ``batch`` environments at a time."""
+    """Run ``episodes`` episodes with seeds ``seed0 ..``, ``batch`` environments at a time.
+
+    ``execute``: actions of each chunk executed before replanning (default: the whole
+    chunk, as trained; fewer replans more often, at proportionally more energy per step).
+    """
+    horizon = policy.cfg.chunk if execute is None else execute
+    if not 1 <= horizon <= policy.cfg.chunk:
+        raise ValueError(f"execute must be in 1..{policy.cfg.chunk}, got {execute}")
     policy.eval()
     snn = policy.spiking
     if snn is not None:
@@ -72,7 +79,7 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
                                   ddim_steps=ddim_steps)
                 chunks += len(live)
                 for row, i in enumerate(live):
-                    for action in plan[row]:
+                    for action in plan[row][:horizon]:
                         obs[i], _, term, trunc, info = group[i].step(action)
                         steps[i] += 1
                         if term or trunc:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hardware.errors import SpikeflightError
 from tools.progress import console, progress_bar
 
 
@@ -19,6 +20,9 @@ def evaluate_cmd(
     seed: int = typer.Option(10_000, "--seed", help="first seed (held out from demos)"),
     ddim_steps: int | None = typer.Option(None, "--ddim-steps",
                                           help="DDIM over this many steps (default: DDPM, all K)"),
+    execute: int | None = typer.Option(None, "--execute", min=1,
+                                       help="actions executed per chunk before replanning "
+                                            "(default: the whole chunk)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Success rate (95% CI), episode length, firing rates, synaptic ops and energy per
@@ -39,8 +43,10 @@ def evaluate_cmd(
             won += ok
             bar.update(job, advance=n, status=f"success {won}")
 
+        if execute is not None and execute > cfg.chunk:
+            raise SpikeflightError(f"--execute must be at most the chunk size {cfg.chunk}")
         res = evaluate(policy, task, episodes, seed0=seed, ddim_steps=ddim_steps,
-                       on_episode=on_group)
+                       execute=execute, on_episode=on_group)
     energy = energy_per_chunk(cfg, res.firing_rates, ddim_steps)
     lo, hi = res.success_ci95
     report = {
@@ -49,6 +55,7 @@ def evaluate_cmd(
         "success_rate": res.success_rate, "success_ci95": [lo, hi],
         "mean_episode_length": sum(res.lengths) / len(res.lengths),
         "chunks": res.chunks, "denoising_steps": ddim_steps or cfg.diffusion_steps,
+        "executed_per_chunk": execute or cfg.chunk,
         "micro_steps": cfg.micro_steps if cfg.spiking else None,
         "firing_rates": res.firing_rates, **energy,
     }

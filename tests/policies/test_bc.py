@@ -20,11 +20,11 @@ from tests.tools.test_data_cli import assert_one_line_error, cli
 TINY = {"hidden": (32, 32), "obs_hidden": 16, "emb_dim": 8}
 
 
-def _data(n: int = 64, obs_dim: int = 5) -> BcData:
+def _data(n: int = 64, obs_dim: int = 5, act_dim: int = 2) -> BcData:
     g = torch.Generator().manual_seed(0)
     obs = torch.rand(n, obs_dim, generator=g) * 2 - 1
     # a learnable map: the action chunk is a fixed function of the observation
-    act = torch.tanh(obs[:, :2]).unsqueeze(1).repeat(1, 4, 1)
+    act = torch.tanh(obs[:, :act_dim]).unsqueeze(1).repeat(1, 4, 1)
     return BcData(obs=obs, actions=act, episodes=4)
 
 
@@ -145,3 +145,18 @@ def test_load_bc_data_windows_and_pads(hatch_demos: Path) -> None:
     torch.testing.assert_close(data.actions[0], torch.as_tensor(acts[:4], dtype=torch.float32))
     last = data.actions[n - 1]  # last step: the final action repeated
     assert torch.equal(last, last[:1].expand(4, -1))
+
+
+def test_evaluate_replans_after_execute_actions(tmp_path: Path) -> None:
+    from policies.evaluate import evaluate
+
+    cfg = PolicyConfig(kind="ann", obs_dim=23, act_dim=7, **TINY)
+    train_bc("hatch", _data(obs_dim=23, act_dim=7), cfg, TrainConfig(iterations=2, batch_size=8,
+                                                           threads=1), tmp_path / "r")
+    policy, _ = load_policy(tmp_path / "r")
+    one = evaluate(policy, "hatch", episodes=1, ddim_steps=2, execute=1)
+    assert one.chunks == sum(one.lengths)  # a new chunk before every step
+    full = evaluate(policy, "hatch", episodes=1, ddim_steps=2)
+    assert full.chunks == -(-sum(full.lengths) // 4)  # whole chunks of 4
+    with pytest.raises(ValueError, match="execute must be in 1..4"):
+        evaluate(policy, "hatch", episodes=1, execute=5)
