@@ -88,7 +88,7 @@ class CabinEnv(gym.Env):
         }
         self.grasped: str | None = None
         task_bodies = [i for i in range(1, m.nbody) if i != self._gripper_body
-                       and m.body_rootid[i] != self._gripper_body and not m.body_mocapid[i] >= 0]
+                       and m.body_rootid[i] != self._gripper_body and m.body_mocapid[i] < 0]
         self._task_bodies = np.array(task_bodies, dtype=int)
         self._task_geoms = np.flatnonzero(np.isin(m.geom_bodyid, self._task_bodies))
         self._nominal_mass = m.body_mass.copy()

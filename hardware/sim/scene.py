@@ -11,7 +11,7 @@ Physics conventions (all tasks):
   constant of 20 ms, i.e. a compliant pose controller with finite gains. Contacts push
   back against that spring, so a hard shove moves the object rather than the gripper.
 - Grasp is modelled as a weld between the gripper and a task body that engages when the
-  gripper is commanded closed with its grip point within ``GRASP_TOLERANCE_M`` of a
+  gripper is commanded closed with its grip point within ``cabin.GRASP_TOLERANCE_M`` of a
   handle site, and releases when the gripper is commanded open. Fingers are visual only
   (they do not collide); the palm collides.
 """
@@ -34,7 +34,8 @@ class TaskScene:
     ``bodies``: MJCF placed in the worldbody (static fixtures and movable objects).
     ``graspables``: ``{body_name: handle_site_name}``; one weld per entry is declared so
     the gripper can hold that body at that handle.
-    ``extra``: MJCF placed at the top level (extra equality constraints, sensors...).
+    ``equality``: extra MJCF equality constraints (e.g. a hinge lock).
+    ``extra``: MJCF placed at the top level (contact excludes, sensors...).
     ``gripper_pos``, ``gripper_quat``: nominal start pose of the gripper (m, wxyz).
     """
 
