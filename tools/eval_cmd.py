@@ -34,6 +34,11 @@ def evaluate_cmd(
     policy, meta = load_policy(checkpoint)
     task = task or meta["task"]
     cfg = policy.cfg
+    if execute is not None and execute > cfg.chunk:
+        raise SpikeflightError(f"--execute must be at most the chunk size {cfg.chunk}")
+    if ddim_steps is not None and not 1 <= ddim_steps <= cfg.diffusion_steps:
+        raise SpikeflightError(f"--ddim-steps must be in 1..{cfg.diffusion_steps}, "
+                               f"got {ddim_steps}")
     with progress_bar() as bar:
         job = bar.add_task(f"eval {cfg.kind} on {task}", total=episodes, status="")
         won = 0
@@ -43,8 +48,6 @@ def evaluate_cmd(
             won += ok
             bar.update(job, advance=n, status=f"success {won}")
 
-        if execute is not None and execute > cfg.chunk:
-            raise SpikeflightError(f"--execute must be at most the chunk size {cfg.chunk}")
         res = evaluate(policy, task, episodes, seed0=seed, ddim_steps=ddim_steps,
                        execute=execute, on_episode=on_group)
     energy = energy_per_chunk(cfg, res.firing_rates, ddim_steps)

@@ -160,3 +160,13 @@ def test_evaluate_replans_after_execute_actions(tmp_path: Path) -> None:
     assert full.chunks == -(-sum(full.lengths) // 4)  # whole chunks of 4
     with pytest.raises(ValueError, match="execute must be in 1..4"):
         evaluate(policy, "hatch", episodes=1, execute=5)
+
+
+@pytest.mark.parametrize(("flag", "value", "needle"), [
+    ("--ddim-steps", "50", "--ddim-steps must be in 1..20"),
+    ("--execute", "9", "--execute must be at most the chunk size 4"),
+])
+def test_cli_eval_bad_options(flag: str, value: str, needle: str) -> None:
+    from tests.policies.test_pretrained import SHIPPED
+
+    assert_one_line_error(cli("eval", str(SHIPPED), "-n", "1", flag, value), needle)
