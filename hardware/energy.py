@@ -10,8 +10,8 @@ where ``synops_l`` counts the synapses fanning out of spiking population ``l`` (
 one is an accumulate when its source neuron fires) and ``rate_l`` is spikes per neuron
 per micro-step. ANN: E_ann = 4.6 pJ * MACs.
 
-``loihi1-davies2018`` (Davies et al., IEEE Micro 2018, pre-silicon, 14 nm): 23.6 pJ per
-synaptic op, 52 / 81 pJ per neuron update (inactive / active), 1.7 pJ per spike.
+Further profiles (``loihi1-davies2018``, ``cpu-board``) come with the power-profiling
+issue.
 """
 
 from __future__ import annotations
@@ -37,27 +37,4 @@ class Cmos45:
         return self.mac_pj * macs * PJ
 
 
-@dataclass(frozen=True)
-class Loihi1:
-    name: str = "loihi1-davies2018"
-    source: str = ("Davies et al., IEEE Micro 2018 (pre-silicon, 14 nm): 23.6 pJ/synop, "
-                   "52/81 pJ per inactive/active neuron update, 1.7 pJ/spike")
-    synop_pj: float = 23.6
-    update_inactive_pj: float = 52.0
-    update_active_pj: float = 81.0
-    spike_pj: float = 1.7
-
-    def snn_joules(self, neurons: list[int], spiking_synops: list[float], rates: list[float],
-                   micro_steps: int) -> float:
-        total = 0.0
-        for n, syn, r in zip(neurons, spiking_synops, rates, strict=True):
-            spikes = r * n * micro_steps
-            updates = n * micro_steps
-            total += (self.synop_pj * r * micro_steps * syn + self.spike_pj * spikes
-                      + self.update_active_pj * spikes
-                      + self.update_inactive_pj * (updates - spikes))
-        return total * PJ
-
-
 CMOS45 = Cmos45()
-LOIHI1 = Loihi1()

@@ -63,14 +63,26 @@ class TrainResult:
 StepCallback = Callable[[int, float], None]
 
 
-def _ema_update(ema: DiffusionPolicy, model: DiffusionPolicy, decay: float) -> None:
+def _ema_pairs(ema: DiffusionPolicy, model: DiffusionPolicy) -> list[tuple[torch.Tensor, ...]]:
+    """(EMA tensor, model tensor, is_parameter) for every parameter and persistent buffer;
+    snnTorch's per-batch membrane buffers are not persistent and are left out."""
+    pairs = [(pe, pm, True) for pe, pm in zip(ema.parameters(), model.parameters(),
+                                               strict=True)]
+    persistent = ema.state_dict().keys()
+    pairs += [(be, bm, False) for (name, be), (_, bm)
+              in zip(ema.named_buffers(), model.named_buffers(), strict=True)
+              if name in persistent]
+    return pairs
+
+
+def _ema_update(pairs: list[tuple[torch.Tensor, ...]], decay: float) -> None:
+    """Parameters: e <- decay e + (1 - decay) m; buffers (normalisers, SDLI beta): copied."""
     with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-            pe.mul_(decay).add_(pm, alpha=1.0 - decay)
-        persistent = ema.state_dict().keys()  # skips snnTorch's per-batch membrane buffers
-        for (name, be), (_, bm) in zip(ema.named_buffers(), model.named_buffers(), strict=True):
-            if name in persistent:
-                be.copy_(bm)
+        for e, m, is_param in pairs:
+            if is_param:
+                e.mul_(decay).add_(m, alpha=1.0 - decay)
+            else:
+                e.copy_(m)
 
 
 def resumable_config(run_dir: Path, task: str, kind: str) -> PolicyConfig | None:
@@ -109,6 +121,7 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
         start, losses = load_train_state(run_dir, model, optimizer, gen)
         ema.load_state_dict(load_weights(run_dir))
     snn = model.spiking
+    ema_pairs = _ema_pairs(ema, model)
     train_dict = asdict(train_cfg)
     model.train()
     for it in range(start, train_cfg.iterations):
@@ -122,7 +135,7 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
         optimizer.step()
         if snn is not None:
             snn.project_thresholds()
-        _ema_update(ema, model, min(train_cfg.ema_decay, (1 + it) / (10 + it)))
+        _ema_update(ema_pairs, min(train_cfg.ema_decay, (1 + it) / (10 + it)))
         losses.append(float(loss.detach()))
         done = it + 1
         if done % train_cfg.checkpoint_every == 0 or done == train_cfg.iterations:

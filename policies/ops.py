@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hardware.energy import CMOS45
 from policies.config import PolicyConfig
 
 
@@ -58,8 +59,6 @@ def energy_per_chunk(cfg: PolicyConfig, rates: list[float],
     """cmos45-horowitz2014 energy per chunk (J) of this policy and of its ANN twin, with
     the operation counts behind them. ``rates``: measured spikes per neuron per micro-step,
     per population (ignored for an ANN policy)."""
-    from hardware.energy import CMOS45
-
     ann_macs = ann_chunk_macs(cfg, evaluations)
     ann_j = CMOS45.ann_joules(ann_macs)
     out: dict[str, float | str] = {"model": CMOS45.name, "ann_macs_per_chunk": ann_macs,

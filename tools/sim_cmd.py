@@ -75,7 +75,6 @@ def _check_offscreen_gl() -> None:
     import warnings
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    reason = ""
     hook = sys.unraisablehook  # a half-built Renderer complains from __del__: keep it quiet
     sys.unraisablehook = lambda _: None
     with warnings.catch_warnings(record=True) as caught:

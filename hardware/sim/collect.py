@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -11,7 +11,7 @@ import numpy as np
 from hardware.sim.dataset import Episode
 from hardware.sim.registry import TASKS, TaskError, load_callable, make_env, make_expert
 
-__all__ = ["Rollout", "env_args_for", "obs_splitter", "rollout", "rollouts"]
+__all__ = ["Rollout", "env_args_for", "obs_splitter"]
 
 
 def obs_splitter(env: gym.Env) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
@@ -113,15 +113,3 @@ class Rollout:
                        rewards=np.asarray(rew_l), dones=np.asarray(done_l), seed=seed,
                        success=success, states=np.asarray(state_l) if state_l else None,
                        executed_actions=np.asarray(exe_l) if self.noise > 0 else None)
-
-
-def rollout(task: str, seed: int, **env_kwargs: Any) -> Episode:
-    """One expert episode of ``task`` (convenience for tests and benchmarks)."""
-    return Rollout(task, **env_kwargs).episode(seed)
-
-
-def rollouts(task: str, seeds: list[int], expert: str | None = None) -> Iterator[Episode]:
-    """Expert episodes of ``task`` for each seed, one environment reused."""
-    r = Rollout(task, expert)
-    for seed in seeds:
-        yield r.episode(seed)
