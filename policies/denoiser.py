@@ -43,9 +43,11 @@ class StepEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, out))
 
     def sinusoid(self, k: torch.Tensor) -> torch.Tensor:
+        """Sines and cosines of k times geometric frequencies, in the MLP's dtype."""
         half = self.dim // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-        angles = k.float().view(-1, 1) * freqs.view(1, -1)
+        dtype = self.mlp[0].weight.dtype
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=dtype) / half)
+        angles = k.to(dtype).view(-1, 1) * freqs.view(1, -1)
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
@@ -128,6 +130,7 @@ class SpikingDenoiser(Denoiser):
             cur = base + state[t]
             for i, lif in enumerate(self.lifs):
                 spk, mems[i] = lif(cur, mems[i])
+                spk = spk.to(cur.dtype)  # snnTorch's spikes are float32 whatever the input
                 spikes = spikes + spk.sum()
                 if self.record:
                     self.spike_counts[i] += spk.detach().sum(0)

@@ -15,7 +15,17 @@ import sys
 import typer
 
 from hardware.errors import SpikeflightError
-from tools import bench_cmd, data_cmd, demo_cmd, eval_cmd, sim_cmd, train_cmd
+from tools import (
+    bench_cmd,
+    compile_cmd,
+    data_cmd,
+    demo_cmd,
+    eval_cmd,
+    image_cmd,
+    keys_cmd,
+    sim_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="spikeflight: spiking diffusion policies for spacecraft robots.")
@@ -23,6 +33,9 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(sim_cmd.app, name="sim")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(train_cmd.app, name="train")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(image_cmd.app, name="image")
+app.command("compile")(compile_cmd.compile_cmd)
 app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("demo")(demo_cmd.demo)
 

@@ -1,0 +1,33 @@
+"""Compile time and image size of the shipped default policy, per target; and closed-loop
+success of its fixed-point core against its float network on the default task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import policies
+from compiler.build import CompileOptions, compile_policy
+from compiler.closed_loop import compare_success
+
+SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+
+
+@pytest.mark.parametrize("target", ["loihi2", "cpu-fixed", "cpu"])
+def test_compile_time_and_image_size(benchmark, target: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    result = benchmark.pedantic(compile_policy, args=(SHIPPED, CompileOptions(target=target), key),
+                                rounds=3, iterations=1)
+    benchmark.extra_info.update(image_bytes=len(result.image),
+                                sections=sorted(result.manifest.get("conformance", {})))
+    assert len(result.image) < 16 * 2**20
+
+
+def test_fixed_point_closed_loop_success_within_5_points(benchmark) -> None:
+    res = benchmark.pedantic(compare_success, args=(SHIPPED, 50), rounds=1, iterations=1)
+    fl, fx = res["float"], res["fixed"]
+    benchmark.extra_info.update(float_successes=fl.successes, fixed_successes=fx.successes,
+                                episodes=fl.episodes)
+    assert abs(fl.success_rate - fx.success_rate) <= 0.05, (fl.successes, fx.successes)

@@ -1,0 +1,225 @@
+"""The compile pipeline: checkpoint -> NIR -> passes -> backends -> conformance -> signed image.
+
+``compile_policy`` does everything in memory and returns the image bytes; nothing is
+written unless every hardware limit holds and every conformance check passes (the CLI
+then writes the image atomically). Sections per target (all carry ``graph.nir``,
+``net.npz`` with the folded float network, schedule and action normaliser):
+
+| target    | primary backend     | graphs                                            |
+|-----------|---------------------|---------------------------------------------------|
+| loihi2    | Lava (Loihi2 sim/hw)| core.npz, core.onnx, eval_fixed.onnx, eval.onnx   |
+| cpu-fixed | ONNX fixed point    | core.npz, core.onnx, eval_fixed.onnx              |
+| cpu       | ONNX float          | eval.onnx, step.onnx                              |
+
+plus ``golden.npz`` (graded inputs and Lava's spike rasters of the golden evaluations,
+and end-to-end (obs, x, k) -> eps vectors of the target's primary graph) for the
+device's self-test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from compiler import conformance as conf
+from compiler.calibrate import expert_states, record_denoising
+from compiler.export import export_policy, write_nir
+from compiler.fold import fold
+from compiler.mapping import map_cores
+from compiler.onnx_fixed import build_core
+from compiler.onnx_fixed import build_eval as build_fixed_eval
+from compiler.onnx_float import build_eval, build_step
+from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
+from hardware.errors import SpikeflightError
+from hardware.loihi2 import LOIHI2, Loihi2Limits
+from policies.checkpoint import load_policy
+from policies.ops import energy_per_chunk
+from runtime.image import TARGETS, arrays_to_bytes, pack_image
+from runtime.sampler import Sampler
+
+FORMAT_NOTE = "spikeflight policy image"
+Stage = Callable[[str], None]
+
+
+class CompileError(SpikeflightError):
+    """The policy cannot be compiled for the target; the message lists every reason."""
+
+
+@dataclass
+class CompileOptions:
+    target: str = "loihi2"
+    groups: int = 8  # LIF processes per population 2..L
+    golden: int = 128  # golden evaluations
+    calib_episodes: int = 4
+    float_samples: int = 1000  # observations x noise seeds for ONNX float vs torch
+    seed: int = 0
+    version: str = "0.1.0"
+    security_counter: int = 0
+    limits: Loihi2Limits = field(default_factory=lambda: LOIHI2)
+
+
+@dataclass
+class CompileResult:
+    image: bytes
+    manifest: dict[str, Any]
+    report: list[dict[str, Any]]
+
+
+def _violations_error(violations: list[Violation]) -> CompileError:
+    lines = "; ".join(str(v) for v in violations)
+    return CompileError(f"{len(violations)} hardware limit violation(s): {lines}")
+
+
+def _nir_bytes(graph: Any) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "graph.nir"
+        write_nir(path, graph)
+        return path.read_bytes()
+
+
+def _checkpoint_digest(run_dir: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "policy.safetensors"):
+        h.update((run_dir / name).read_bytes())
+    return h.hexdigest()
+
+
+def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
+                   on_stage: Stage | None = None) -> CompileResult:
+    """Compile ``checkpoint`` (a run directory) for ``options.target``; raises
+    ``CompileError`` listing every limit violation or failed conformance check."""
+    stage = on_stage or (lambda _msg: None)
+    if options.target not in TARGETS:
+        raise CompileError(f"--target must be one of {', '.join(TARGETS)}, "
+                           f"got {options.target!r}")
+    policy, saved = load_policy(checkpoint)
+    policy.eval()
+    task = saved["task"]
+    spiking = policy.spiking is not None
+    if not spiking and options.target != "cpu":
+        raise CompileError(f"{checkpoint} holds an ANN twin (no spiking core): compile it "
+                           "with --target cpu")
+    stage("export to NIR and fold")
+    exported = export_policy(policy)
+    net = fold(exported)
+    if spiking:
+        net = sort_by_weight_scale(net)
+    sampler = Sampler(exported.host["betas"], exported.host["alpha_bars"])
+    stage(f"calibrate on {options.calib_episodes} expert episodes of {task}")
+    states = expert_states(task, options.calib_episodes)
+    calib = record_denoising(net, sampler, states, options.seed)
+    golden = calib.subset(options.golden)
+    current = net.first_layer_current(calib.x, calib.k, calib.obs)
+    quant = None
+    if spiking and options.target != "cpu":  # limits first: fail fast, with every reason
+        stage("quantize to Loihi 2 fixed point and map to cores")
+        quant = quantize_net(net, current, options.limits, groups=options.groups)
+        maps, structural = map_cores(net.widths, [p.groups for p in quant.core.populations],
+                                     options.limits)
+        if quant.violations or structural:
+            raise _violations_error(quant.violations + structural)
+
+    arrays, scalars = net.to_arrays()
+    arrays.update({name: exported.host[name] for name in ("betas", "alpha_bars",
+                                                          "act_lo", "act_hi")})
+    sections = {"graph.nir": _nir_bytes(exported.graph), "net.npz": arrays_to_bytes(arrays)}
+    manifest: dict[str, Any] = {
+        "format": FORMAT_NOTE, "task": task, "kind": exported.meta["kind"],
+        "target": options.target, "policy": exported.meta, "net": scalars,
+        "checkpoint_sha256": _checkpoint_digest(Path(checkpoint)),
+    }
+    stage("build ONNX float graphs")
+    float_eval = build_eval(net, np.float64)
+    float_sess = conf.session(float_eval)
+    if options.target in ("cpu", "loihi2"):
+        sections["eval.onnx"] = float_eval.SerializeToString()
+    if options.target == "cpu" and spiking:
+        sections["step.onnx"] = build_step(net, np.float64).SerializeToString()
+    stage(f"conformance: ONNX float vs torch on {options.float_samples} chunks")
+    checks: dict[str, Any] = {"onnx_float_vs_torch": conf.float_vs_torch(
+        policy, float_sess, sampler, options.float_samples, options.seed)}
+    failures = []
+    if checks["onnx_float_vs_torch"]["max_abs_error"] > conf.FLOAT_TOL:
+        failures.append(f"ONNX float vs torch: max action error "
+                        f"{checks['onnx_float_vs_torch']['max_abs_error']:.3g} > {conf.FLOAT_TOL}")
+    golden_arrays = {"obs": golden.obs, "x": golden.x, "k": golden.k,
+                     "eps_float": conf.onnx_eps(float_sess, np.float64)(golden.x, golden.k,
+                                                                         golden.obs)}
+    rates: list[float] = []
+    report: list[dict[str, Any]] = []
+    if spiking:
+        stage("conformance: Lava floating_pt vs ONNX float")
+        checks["lava_float_vs_onnx_float"] = conf.lava_float_vs_onnx(net, float_sess, golden)
+        counts = net.spike_counts(current)
+        rates = [float(c.mean()) / net.micro_steps for c in counts]
+    if quant is not None:
+        failures += _fixed_point(net, quant, golden, sections, manifest, checks,
+                                 golden_arrays, stage)
+        stage("conformance: quantized vs float actions")
+        qf = conf.quantized_vs_float(net, quant.core, sampler, states, options.seed)
+        checks["quantized_vs_float"] = qf
+        rates = qf["firing_rates_fixed"]
+        report = _report(net, quant, maps, rates, exported.meta["diffusion_steps"])
+        manifest["mapping"] = {"cores": sum(m.cores for m in maps),
+                               "limits": options.limits.name}
+    if failures:
+        raise CompileError("conformance failed: " + "; ".join(failures))
+    sections["golden.npz"] = arrays_to_bytes(golden_arrays)
+    manifest.update(conformance=checks, report=report,
+                    calibration={"states": len(states), "evaluations": len(calib),
+                                 "firing_rates": rates,
+                                 "energy_per_chunk": energy_per_chunk(policy.cfg, rates)})
+    stage("sign and pack")
+    image = pack_image(manifest, sections, target=options.target, version=options.version,
+                       security_counter=options.security_counter, private_key=key)
+    return CompileResult(image=image, manifest=manifest, report=report)
+
+
+def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
+                 manifest: dict[str, Any], checks: dict[str, Any],
+                 golden_arrays: dict[str, np.ndarray], stage: Stage) -> list[str]:
+    """Fixed-point sections, golden rasters from Lava and the bit-exactness check;
+    returns the failures."""
+    core = quant.core
+    core_arrays, manifest["core"] = core.to_arrays()
+    sections["core.npz"] = arrays_to_bytes(core_arrays)
+    core_model = build_core(core)
+    sections["core.onnx"] = core_model.SerializeToString()
+    fixed_eval = build_fixed_eval(net, core)
+    sections["eval_fixed.onnx"] = fixed_eval.SerializeToString()
+    a_in = conf.golden_inputs(net, core, golden)
+    stage(f"conformance: ONNX fixed point vs Lava fixed_pt on {len(golden)} golden evaluations")
+    checks["onnx_fixed_vs_lava"], lava = conf.fixed_vs_lava(conf.session(core_model), core,
+                                                            a_in)
+    golden_arrays["a_in"] = a_in
+    for i, r in enumerate(lava):
+        golden_arrays[f"spikes{i + 1}"] = r
+    golden_arrays["eps_fixed"] = conf.onnx_eps(conf.session(fixed_eval), np.float64)(
+        golden.x, golden.k, golden.obs)
+    bad = checks["onnx_fixed_vs_lava"]["mismatches"]
+    return [f"ONNX fixed point vs Lava fixed_pt: {bad} mismatching spike values"] if bad else []
+
+
+def _report(net: Any, quant: Any, maps: list, rates: list[float],
+            steps: int) -> list[dict[str, Any]]:
+    """Per population: neurons, synapses in, weight exponents, cores, firing rate and
+    predicted synaptic operations per chunk (rate x T x outgoing synapses x K)."""
+    rows = []
+    fan_out = [w.shape[0] for w in net.hidden_w] + [net.action_size]
+    for i, (m, pop) in enumerate(zip(maps, quant.core.populations, strict=True)):
+        exps = sorted({int(e) for e in pop.weight_exp})
+        rows.append({"layer": m.name, "neurons": m.neurons, "synapses_in": m.neurons * m.fan_in
+                     if i else m.neurons, "weight_exp": exps if i else [],
+                     "vth": sorted({int(v) for v in pop.vth}), "groups": len(pop.groups),
+                     "cores": m.cores, "firing_rate": rates[i],
+                     "weight_rmse": quant.weight_rmse[i - 1] if i else None,
+                     "synops_per_chunk": rates[i] * net.micro_steps * m.neurons * fan_out[i]
+                     * steps})
+    return rows

@@ -1,0 +1,128 @@
+"""The spiking core as Lava processes (lava-nc 0.10.0), fixed point or float.
+
+Built directly from the compiled parameters: a ``RingBuffer`` source of graded first-layer
+inputs feeds population 1 (no Dense, so no delay); population l >= 2 is one ``LIFReset``
+process per group (own ``vth`` and incoming ``Dense`` with its own ``weight_exp``; a
+Dense per pair of source and target groups), and a sink ``RingBuffer`` records each
+process's spikes. Stock processes express our semantics: zero reset in the same step,
+``du = 4095`` (fixed) or ``1.0`` (float) so the current forgets itself each step.
+
+Timing (delay compensation): Lava's Dense delivers at step t + 1 what it received at t,
+so population l sees micro-step t of an evaluation at Lava step ``l + t`` (1-based)
+relative to the evaluation's start. Each evaluation occupies ``R = T + L - 1`` steps
+(T input steps, then zero input while the pipeline drains) and every population is reset
+(u = v = 0) at the start of its own window: ``reset_offset = l`` with ``reset_interval
+= R``. Spikes of population l, micro-step t of evaluation j are recorded at step
+``j R + l + t``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.fixed_point import FixedCore
+from runtime.lava_compat import ensure_lava
+from runtime.network import FoldedNet
+
+SIM_TAGS = ("fixed_pt", "floating_pt")
+
+
+@dataclass
+class _Pop:
+    """Per-group LIF arguments of one population, in Lava's units."""
+
+    sizes: list[int]
+    vth: list[float]
+    bias_mant: list[np.ndarray]
+    bias_exp: list[np.ndarray]
+    du: float
+    dv: float
+
+
+def _fixed_layout(core: FixedCore) -> tuple[list[_Pop], list[np.ndarray], list[list[int]]]:
+    pops, exps = [], []
+    for p in core.populations:
+        sl = p.group_slices()
+        pops.append(_Pop(sizes=list(p.groups), vth=[int(p.vth[s][0]) for s in sl],
+                         bias_mant=[p.bias_mant[s] for s in sl],
+                         bias_exp=[p.bias_exp[s] for s in sl], du=p.du, dv=p.dv))
+        exps.append([int(p.weight_exp[s][0]) for s in sl])
+    return pops, [w.astype(np.int32) for w in core.weights], exps
+
+
+def _float_layout(net: FoldedNet) -> tuple[list[_Pop], list[np.ndarray], list[list[int]]]:
+    pops = []
+    biases = [np.zeros(net.widths[0])] + list(net.hidden_b)
+    for n, b in zip(net.widths, biases, strict=True):
+        pops.append(_Pop(sizes=[n], vth=[1.0], bias_mant=[b], bias_exp=[np.zeros(n)],
+                         du=1.0, dv=1.0 - net.beta_lif))
+    return pops, list(net.hidden_w), [[0] for _ in pops]
+
+
+def run_core(params: FixedCore | FoldedNet, inputs: np.ndarray, tag: str) -> list[np.ndarray]:
+    """Run evaluations back to back under ``Loihi2SimCfg(select_tag=tag)``.
+
+    ``inputs``: first-layer inputs (N, T, H1): graded integers a_1 for ``fixed_pt`` (with
+    a ``FixedCore``), float currents I_1 for ``floating_pt`` (with a ``FoldedNet``).
+    Returns the spike rasters (N, T, H_l) of every population, delays compensated.
+    """
+    if tag not in SIM_TAGS:
+        raise ValueError(f"tag must be one of {SIM_TAGS}, got {tag!r}")
+    ensure_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIFReset
+
+    fixed = tag == "fixed_pt"
+    pops, weights, exps = _fixed_layout(params) if fixed else _float_layout(params)
+    n_eval, steps, width = inputs.shape
+    layers = len(pops)
+    period = steps + layers - 1
+    data = np.zeros((width, n_eval * period), np.int32 if fixed else np.float64)
+    for j in range(n_eval):
+        data[:, j * period:j * period + steps] = inputs[j].T
+    source = Source(data=data)
+    procs: list[list] = []
+    for li, pop in enumerate(pops):
+        group = []
+        for g, size in enumerate(pop.sizes):
+            group.append(LIFReset(shape=(size,), vth=pop.vth[g], du=pop.du, dv=pop.dv,
+                                  bias_mant=pop.bias_mant[g], bias_exp=pop.bias_exp[g],
+                                  reset_interval=period, reset_offset=li + 1))
+        procs.append(group)
+    source.s_out.connect(procs[0][0].a_in)
+    for li, w in enumerate(weights):
+        src_edges = np.cumsum([0, *pops[li].sizes])
+        dst_edges = np.cumsum([0, *pops[li + 1].sizes])
+        for gd, dst in enumerate(procs[li + 1]):
+            for gs, src in enumerate(procs[li]):
+                block = w[dst_edges[gd]:dst_edges[gd + 1], src_edges[gs]:src_edges[gs + 1]]
+                kw = {"weight_exp": exps[li + 1][gd], "num_weight_bits": 8} if fixed else {}
+                dense = Dense(weights=block, **kw)
+                src.s_out.connect(dense.s_in)
+                dense.a_out.connect(dst.a_in)
+    sinks = [[Sink(shape=(size,), buffer=n_eval * period) for size in pop.sizes]
+             for pop in pops]
+    for group, sink_group in zip(procs, sinks, strict=True):
+        for proc, sink in zip(group, sink_group, strict=True):
+            proc.s_out.connect(sink.a_in)
+    try:
+        source.run(condition=RunSteps(num_steps=n_eval * period),
+                   run_cfg=Loihi2SimCfg(select_tag=tag))
+        recorded = [np.concatenate([s.data.get() for s in group], axis=0) for group in sinks]
+    finally:
+        source.stop()
+    rasters = []
+    for li, rec in enumerate(recorded):
+        out = np.zeros((n_eval, steps, rec.shape[0]), bool)
+        for j in range(n_eval):
+            start = j * period + li  # column of step j R + (li + 1) + 0, 0-based
+            out[j] = rec[:, start:start + steps].T != 0
+        rasters.append(out)
+    return rasters
+

@@ -1,0 +1,125 @@
+"""``spikeflight compile``: the shipped policy compiles with every conformance check passing;
+targets carry their graphs; limits and bad input fail in one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+import policies
+from runtime.image import bytes_to_arrays, read_image, verify_image
+from runtime.keys import load_public_key
+from tests.fixtures.tiny_policy import train_tiny
+from tests.tools.test_data_cli import assert_one_line_error, cli
+
+SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "flight"
+    res = cli("keys", "generate", "-o", str(path))
+    assert res.returncode == 0, res.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def shipped_image(key: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("img") / "hatch.sfimg"
+    report = out.with_suffix(".json")
+    res = cli("compile", str(SHIPPED), "--target", "loihi2", "--key", str(key), "-o", str(out),
+              "--report-json", str(report))
+    assert res.returncode == 0, res.stderr
+    return out, res, json.loads(report.read_text())
+
+
+def test_shipped_policy_compiles_for_loihi2_with_every_check_passing(shipped_image, key) -> None:
+    out, res, report = shipped_image
+    image = verify_image(out.read_bytes(), load_public_key(key.with_name(key.name + ".pub")))
+    m = image.manifest
+    assert m["target"] == "loihi2" and m["task"] == "hatch" and m["kind"] == "sdp-sdli"
+    conf = m["conformance"]
+    assert conf["onnx_float_vs_torch"]["samples"] == 1000
+    assert conf["onnx_float_vs_torch"]["max_abs_error"] <= 1e-5
+    fixed = conf["onnx_fixed_vs_lava"]
+    assert fixed["vectors"] >= 100 and fixed["mismatches"] == 0 and fixed["values"] > 100_000
+    assert conf["lava_float_vs_onnx_float"]["within_tol"] == 1.0
+    assert 0 < conf["quantized_vs_float"]["action_rmse"] < 0.2
+    assert {"graph.nir", "net.npz", "core.npz", "core.onnx", "eval_fixed.onnx", "eval.onnx",
+            "golden.npz"} <= set(image.sections)
+    golden = bytes_to_arrays(image.sections["golden.npz"])
+    assert golden["a_in"].shape[0] >= 100 and golden["spikes2"].shape == (128, 4, 256)
+    rows = m["report"]
+    assert [r["layer"] for r in rows] == ["lif1", "lif2"] and rows[1]["groups"] == 8
+    assert all(0.02 < r["firing_rate"] < 0.5 for r in rows)
+    assert "compile report" in res.stdout and "0 mismatching" in res.stdout
+    assert report["manifest"]["conformance"] == conf and report["compile_seconds"] > 0
+
+
+@pytest.mark.parametrize("target,present,absent", [
+    ("cpu", {"eval.onnx", "step.onnx"}, {"core.npz", "core.onnx"}),
+    ("cpu-fixed", {"core.npz", "core.onnx", "eval_fixed.onnx"}, {"eval.onnx"}),
+])
+def test_targets_carry_their_graphs(tmp_path: Path, key: Path, target: str, present: set,
+                                    absent: set) -> None:
+    run = train_tiny(tmp_path / "run", "sdp-sdli")
+    out = tmp_path / f"{target}.sfimg"
+    res = cli("compile", str(run), "--target", target, "--key", str(key), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    image = read_image(out.read_bytes())
+    assert present <= set(image.sections) and not absent & set(image.sections)
+    assert image.header.target == target
+
+
+def test_ann_twin_compiles_for_cpu_only(tmp_path: Path, key: Path) -> None:
+    run = train_tiny(tmp_path / "ann", "ann")
+    ok = cli("compile", str(run), "--target", "cpu", "--key", str(key), "-o",
+             str(tmp_path / "ann.sfimg"))
+    assert ok.returncode == 0, ok.stderr
+    res = cli("compile", str(run), "--target", "loihi2", "--key", str(key), "-o",
+              str(tmp_path / "no.sfimg"))
+    assert_one_line_error(res, "ANN twin", "--target cpu")
+    assert not (tmp_path / "no.sfimg").exists()
+
+
+def test_network_beyond_the_chip_fails_with_every_violation_and_writes_nothing(
+        tmp_path: Path, key: Path) -> None:
+    run = train_tiny(tmp_path / "big", "sdp", iterations=3, hidden=(4100, 16), lif_beta=0.99999)
+    weights = load_file(run / "policy.safetensors")
+    weights["denoiser.hidden.0.weight"][:, 0] *= 1e5  # one giant weight per row
+    save_file(weights, run / "policy.safetensors")
+    out = tmp_path / "big.sfimg"
+    out.write_bytes(b"previous image")
+    res = cli("compile", str(run), "--target", "loihi2", "--key", str(key), "-o", str(out))
+    assert_one_line_error(res, "hardware limit violation", "fan-in axons per core", "4100",
+                          "lif1: leak", "lif2: leak", "rounding to 0")
+    assert out.read_bytes() == b"previous image"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".big")] == []
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--target", "fpga"], "--target must be one of"),
+    (["--key", "missing-key"], "missing-key"),
+])
+def test_bad_arguments_fail_in_one_line(tmp_path: Path, key: Path, args: list[str],
+                                        needle: str) -> None:
+    base = {"--target": "loihi2", "--key": str(key)}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = str(tmp_path / value) if flag == "--key" else value
+    out = tmp_path / "x.sfimg"
+    res = cli("compile", str(SHIPPED), *[a for kv in base.items() for a in kv], "-o", str(out))
+    assert_one_line_error(res, needle)
+    assert not out.exists()
+
+
+def test_not_a_run_directory_and_a_public_key_are_refused(tmp_path: Path, key: Path) -> None:
+    out = tmp_path / "x.sfimg"
+    res = cli("compile", str(tmp_path), "--key", str(key), "-o", str(out))
+    assert_one_line_error(res, "not a training run directory")
+    res = cli("compile", str(SHIPPED), "--key", str(key.with_name(key.name + ".pub")), "-o",
+              str(out))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert not out.exists()

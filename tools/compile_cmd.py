@@ -1,0 +1,94 @@
+"""``spikeflight compile``: a trained checkpoint -> a signed policy image."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from hardware.errors import SpikeflightError
+from tools.progress import console, err_console
+
+
+def compile_cmd(
+    checkpoint: Path = typer.Argument(..., help="training run directory"),
+    target: str = typer.Option("loihi2", "--target", help="loihi2 | cpu | cpu-fixed"),
+    key: Path = typer.Option(..., "--key", "-k",
+                             help="Ed25519 private key (from `spikeflight keys generate`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="image file to write (.sfimg)"),
+    version: str = typer.Option("0.1.0", "--version", help="image version (semver)"),
+    security_counter: int = typer.Option(0, "--security-counter", min=0,
+                                         help="anti-rollback counter stored in the image"),
+    groups: int = typer.Option(8, "--groups", min=1,
+                               help="LIF processes per population 2..L (own vth each)"),
+    golden: int = typer.Option(128, "--golden", min=100,
+                               help="golden evaluations for conformance and self-test"),
+    report_json: Path | None = typer.Option(None, "--report-json",
+                                            help="also write the compile report as JSON"),
+) -> None:
+    """Compile, check every hardware limit and conformance, sign and write the image.
+
+    A failed compile writes nothing; every limit violation is listed in one message.
+    """
+    from compiler.build import CompileOptions, compile_policy
+    from runtime.image import TARGETS, write_image
+    from runtime.keys import load_private_key
+
+    if target not in TARGETS:
+        raise SpikeflightError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if not (checkpoint / "config.json").is_file():
+        raise SpikeflightError(f"{checkpoint}: not a training run directory (no config.json)")
+    private = load_private_key(key)
+    opts = CompileOptions(target=target, groups=groups, golden=golden, version=version,
+                          security_counter=security_counter)
+    t0 = time.perf_counter()
+    with err_console.status("compiling") as status:  # stages on stdout: stderr keeps
+        def on_stage(msg: str) -> None:                # one line for an error
+            console.log(msg)
+            status.update(msg)
+
+        result = compile_policy(checkpoint, opts, private, on_stage=on_stage)
+    write_image(out, result.image)
+    seconds = time.perf_counter() - t0
+    _print_report(result.manifest, result.report)
+    if report_json is not None:
+        report_json.write_text(json.dumps({"manifest": result.manifest,
+                                           "compile_seconds": seconds}, indent=1))
+    console.print(f"wrote {out} ({len(result.image):,} bytes, target {target}) in {seconds:.1f} s")
+
+
+def _print_report(manifest: dict, rows: list[dict]) -> None:
+    if rows:
+        table = Table("layer", "neurons", "synapses in", "weight exp", "vth", "cores",
+                      "firing rate", "synops/chunk", title="compile report")
+        for r in rows:
+            exps = r["weight_exp"]
+            exp = "-" if not exps else f"{exps[0]}..{exps[-1]}" if len(exps) > 1 else str(exps[0])
+            vth = r["vth"]
+            table.add_row(r["layer"], f"{r['neurons']:,}", f"{r['synapses_in']:,}", exp,
+                          f"{vth[0]}..{vth[-1]}" if len(vth) > 1 else str(vth[0]),
+                          str(r["cores"]), f"{r['firing_rate']:.3f}",
+                          f"{r['synops_per_chunk']:,.0f}")
+        console.print(table)
+    checks = manifest["conformance"]
+    lines = []
+    f = checks["onnx_float_vs_torch"]
+    lines.append(f"ONNX float vs torch: max action error {f['max_abs_error']:.2g} over "
+                 f"{f['samples']} chunks (tolerance {f['tolerance']:g})")
+    if "onnx_fixed_vs_lava" in checks:
+        c = checks["onnx_fixed_vs_lava"]
+        lines.append(f"ONNX fixed point vs Lava fixed_pt: {c['mismatches']} mismatching of "
+                     f"{c['values']:,} spike values ({c['vectors']} golden evaluations)")
+    if "lava_float_vs_onnx_float" in checks:
+        c = checks["lava_float_vs_onnx_float"]
+        lines.append(f"Lava floating_pt vs ONNX float: max eps error {c['max_abs_eps_error']:.2g}"
+                     f" ({c['vectors']} evaluations, tolerance {c['tolerance']:g})")
+    if "quantized_vs_float" in checks:
+        c = checks["quantized_vs_float"]
+        lines.append(f"fixed point vs float: action RMSE {c['action_rmse']:.4f} (normalised "
+                     f"units, {c['states']} states)")
+    for line in lines:
+        console.print(line)
