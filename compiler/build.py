@@ -42,6 +42,7 @@ from hardware.loihi2 import LOIHI2, Loihi2Limits
 from policies.checkpoint import load_policy
 from policies.ops import energy_per_chunk
 from runtime.image import TARGETS, arrays_to_bytes, pack_image
+from runtime.lava_core import hardware_status
 from runtime.sampler import Sampler
 
 FORMAT_NOTE = "spikeflight policy image"
@@ -168,7 +169,7 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
         rates = qf["firing_rates_fixed"]
         report = _report(net, quant, maps, rates, exported.meta["diffusion_steps"])
         manifest["mapping"] = {"cores": sum(m.cores for m in maps),
-                               "limits": options.limits.name}
+                               "limits": options.limits.name, "hardware": hardware_status()}
     if failures:
         raise CompileError("conformance failed: " + "; ".join(failures))
     sections["golden.npz"] = arrays_to_bytes(golden_arrays)

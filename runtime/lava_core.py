@@ -14,19 +14,49 @@ relative to the evaluation's start. Each evaluation occupies ``R = T + L - 1`` s
 (u = v = 0) at the start of its own window: ``reset_offset = l`` with ``reset_interval
 = R``. Spikes of population l, micro-step t of evaluation j are recorded at step
 ``j R + l + t``.
+
+The chip itself (``Loihi2HwCfg``) needs Intel's ``lava-loihi`` extension and a Loihi 2
+system; ``run_core(..., "loihi2-hw")`` uses them where present and otherwise raises
+``LavaHardwareUnavailable`` saying so. Neither exists here, so that path is untested;
+``fixed_pt`` is the bit-accurate model of the chip's arithmetic.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 
+from hardware.errors import SpikeflightError
 from runtime.fixed_point import FixedCore
 from runtime.lava_compat import ensure_lava
 from runtime.network import FoldedNet
 
 SIM_TAGS = ("fixed_pt", "floating_pt")
+HW_TAG = "loihi2-hw"
+_NC_COMPILER = "lava.magma.compiler.subcompilers.nc.ncproc_compiler"  # from lava-loihi
+
+
+class LavaHardwareUnavailable(SpikeflightError):
+    """Loihi 2 hardware execution was asked for where lava-loihi is not installed."""
+
+
+def loihi2_hardware_available() -> bool:
+    """True where Intel's lava-loihi extension (Loihi 2 compiler and runtime) imports."""
+    ensure_lava()
+    try:
+        return importlib.util.find_spec(_NC_COMPILER) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def hardware_status() -> str:
+    """One line for operators: can this machine target the chip?"""
+    if loihi2_hardware_available():
+        return "lava-loihi present: Loihi2HwCfg can target a Loihi 2 chip"
+    return ("lava-loihi not installed: no Loihi 2 hardware path here; verified on the "
+            "bit-accurate Loihi2SimCfg fixed_pt simulation")
 
 
 @dataclass
@@ -64,21 +94,24 @@ def _float_layout(net: FoldedNet) -> tuple[list[_Pop], list[np.ndarray], list[li
 def run_core(params: FixedCore | FoldedNet, inputs: np.ndarray, tag: str) -> list[np.ndarray]:
     """Run evaluations back to back under ``Loihi2SimCfg(select_tag=tag)``.
 
-    ``inputs``: first-layer inputs (N, T, H1): graded integers a_1 for ``fixed_pt`` (with
-    a ``FixedCore``), float currents I_1 for ``floating_pt`` (with a ``FoldedNet``).
+    ``inputs``: first-layer inputs (N, T, H1): graded integers a_1 for ``fixed_pt`` and
+    the chip (with a ``FixedCore``), float currents I_1 for ``floating_pt`` (with a
+    ``FoldedNet``).
     Returns the spike rasters (N, T, H_l) of every population, delays compensated.
     """
-    if tag not in SIM_TAGS:
-        raise ValueError(f"tag must be one of {SIM_TAGS}, got {tag!r}")
+    if tag not in (*SIM_TAGS, HW_TAG):
+        raise ValueError(f"tag must be one of {(*SIM_TAGS, HW_TAG)}, got {tag!r}")
+    if tag == HW_TAG and not loihi2_hardware_available():
+        raise LavaHardwareUnavailable(hardware_status())
     ensure_lava()
     from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIFReset
 
-    fixed = tag == "fixed_pt"
+    fixed = tag != "floating_pt"
     pops, weights, exps = _fixed_layout(params) if fixed else _float_layout(params)
     n_eval, steps, width = inputs.shape
     layers = len(pops)
@@ -112,8 +145,8 @@ def run_core(params: FixedCore | FoldedNet, inputs: np.ndarray, tag: str) -> lis
         for proc, sink in zip(group, sink_group, strict=True):
             proc.s_out.connect(sink.a_in)
     try:
-        source.run(condition=RunSteps(num_steps=n_eval * period),
-                   run_cfg=Loihi2SimCfg(select_tag=tag))
+        cfg = Loihi2HwCfg() if tag == HW_TAG else Loihi2SimCfg(select_tag=tag)
+        source.run(condition=RunSteps(num_steps=n_eval * period), run_cfg=cfg)
         recorded = [np.concatenate([s.data.get() for s in group], axis=0) for group in sinks]
     finally:
         source.stop()

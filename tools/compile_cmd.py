@@ -90,5 +90,7 @@ def _print_report(manifest: dict, rows: list[dict]) -> None:
         c = checks["quantized_vs_float"]
         lines.append(f"fixed point vs float: action RMSE {c['action_rmse']:.4f} (normalised "
                      f"units, {c['states']} states)")
+    if "mapping" in manifest:
+        lines.append(f"{manifest['mapping']['cores']} cores; {manifest['mapping']['hardware']}")
     for line in lines:
         console.print(line)

@@ -16,7 +16,7 @@ from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import quantize_net, sort_by_weight_scale
 from hardware.loihi2 import LOIHI2
 from runtime.fixed_point import FixedCore, FixedPopulation
-from runtime.lava_core import run_core
+from runtime.lava_core import LavaHardwareUnavailable, loihi2_hardware_available, run_core
 from tests.fixtures.tiny_policy import load
 
 
@@ -116,3 +116,13 @@ def test_lava_float_matches_the_float_network(tiny_runs: dict[str, Path]) -> Non
         np.testing.assert_array_equal(got.sum(1), want)
     with pytest.raises(ValueError, match="tag"):
         run_core(net, current, "bit_accurate")
+
+
+def test_hardware_path_says_clearly_when_the_chip_cannot_be_targeted() -> None:
+    core = FixedCore(input_scale=1.0, input_max=10, populations=[FixedPopulation(
+        vth=np.ones(2, int), du=4095, dv=0, bias_mant=np.zeros(2, int), bias_exp=np.zeros(2, int),
+        weight_exp=np.zeros(2, int), groups=[2])], weights=[])
+    if loihi2_hardware_available():
+        pytest.skip("lava-loihi is installed here")
+    with pytest.raises(LavaHardwareUnavailable, match="lava-loihi not installed"):
+        run_core(core, np.zeros((1, 4, 2), np.int32), "loihi2-hw")

@@ -123,3 +123,19 @@ def test_not_a_run_directory_and_a_public_key_are_refused(tmp_path: Path, key: P
               str(out))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_tampered_compiled_image_is_caught_by_section(shipped_image, key: Path,
+                                                      tmp_path: Path) -> None:
+    out, _, _ = shipped_image
+    data = bytearray(out.read_bytes())
+    image = read_image(bytes(data))
+    entry = next(s for s in image.manifest["sections"] if s["name"] == "core.onnx")
+    start = image.header.header_size + image.header.manifest_size + entry["offset"]
+    data[start + entry["size"] // 2] ^= 0x01  # one bit of one integer weight
+    bad = tmp_path / "bad.sfimg"
+    bad.write_bytes(bytes(data))
+    res = cli("image", "verify", str(bad), "--pubkey", str(key.with_name(key.name + ".pub")))
+    assert res.returncode == 1 and "section 'core.onnx'" in res.stderr, res.stderr
+    good = cli("image", "verify", str(out), "--pubkey", str(key.with_name(key.name + ".pub")))
+    assert good.returncode == 0 and "OK" in good.stdout
