@@ -5,12 +5,17 @@ written unless every hardware limit holds and every conformance check passes (th
 then writes the image atomically). Sections per target (all carry ``graph.nir``,
 ``net.npz`` with the folded float network, schedule and action normaliser):
 
-| target    | primary backend     | graphs                                            |
-|-----------|---------------------|---------------------------------------------------|
-| loihi2    | Lava (Loihi2 sim/hw)| core.npz, core.onnx, eval_fixed.onnx, eval.onnx   |
-| cpu-fixed | ONNX fixed point    | core.npz, core.onnx, eval_fixed.onnx              |
-| cpu       | ONNX float          | eval.onnx, step.onnx                              |
+| target    | primary backend      | graphs                                             |
+|-----------|----------------------|----------------------------------------------------|
+| loihi2    | Lava (Loihi2 sim/hw) | core.npz, core.onnx, eval_fixed.onnx,              |
+|           |                      | chunk_fixed.onnx, eval.onnx, chunk.onnx            |
+| cpu-fixed | ONNX fixed point     | core.npz, core.onnx, eval_fixed.onnx,              |
+|           |                      | chunk_fixed.onnx                                   |
+| cpu       | ONNX float           | eval.onnx, step.onnx, chunk.onnx                   |
 
+(``chunk*.onnx``: a whole action chunk per call, ``compiler/onnx_chunk.py``), plus the
+operating points in the manifest (DDIM step subsets with their predicted energy per
+chunk and the closed-loop success measured on the ground with the target's arithmetic),
 plus ``golden.npz`` (graded inputs and Lava's spike rasters of the golden evaluations,
 and end-to-end (obs, x, k) -> eps vectors of the target's primary graph) for the
 device's self-test.
@@ -30,9 +35,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compiler import conformance as conf
 from compiler.calibrate import expert_states, record_denoising
+from compiler.closed_loop import ground_success
 from compiler.export import export_policy, write_nir
 from compiler.fold import fold
 from compiler.mapping import map_cores
+from compiler.onnx_chunk import build_chunk
 from compiler.onnx_fixed import build_core
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
@@ -40,9 +47,12 @@ from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
 from hardware.errors import SpikeflightError
 from hardware.loihi2 import LOIHI2, Loihi2Limits
 from policies.checkpoint import load_policy
+from policies.config import PolicyConfig
 from policies.ops import energy_per_chunk
+from runtime.fixed_point import FixedCore
 from runtime.image import TARGETS, arrays_to_bytes, pack_image
 from runtime.lava_core import hardware_status
+from runtime.network import FoldedNet
 from runtime.sampler import Sampler
 
 FORMAT_NOTE = "spikeflight policy image"
@@ -61,6 +71,8 @@ class CompileOptions:
     calib_episodes: int = 4
     float_samples: int = 1000  # observations x noise seeds for ONNX float vs torch
     seed: int = 0
+    operating_points: tuple[int | None, ...] = (None, 10, 5, 3)  # DDIM steps; None = DDPM
+    ground_episodes: int = 20  # closed-loop episodes per operating point
     version: str = "0.1.0"
     security_counter: int = 0
     limits: Loihi2Limits = field(default_factory=lambda: LOIHI2)
@@ -107,6 +119,10 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     if not spiking and options.target != "cpu":
         raise CompileError(f"{checkpoint} holds an ANN twin (no spiking core): compile it "
                            "with --target cpu")
+    k_max = policy.cfg.diffusion_steps
+    bad = [n for n in options.operating_points if n is not None and not 1 <= n <= k_max]
+    if bad:
+        raise CompileError(f"operating points: DDIM step counts must be in 1..{k_max}, got {bad}")
     stage("export to NIR and fold")
     exported = export_policy(policy)
     net = fold(exported)
@@ -141,6 +157,7 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     float_sess = conf.session(float_eval)
     if options.target in ("cpu", "loihi2"):
         sections["eval.onnx"] = float_eval.SerializeToString()
+        sections["chunk.onnx"] = build_chunk(net).SerializeToString()
     if options.target == "cpu" and spiking:
         sections["step.onnx"] = build_step(net, np.float64).SerializeToString()
     stage(f"conformance: ONNX float vs torch on {options.float_samples} chunks")
@@ -173,6 +190,10 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     if failures:
         raise CompileError("conformance failed: " + "; ".join(failures))
     sections["golden.npz"] = arrays_to_bytes(golden_arrays)
+    stage(f"operating points: {options.ground_episodes} ground episodes each")
+    manifest["operating_points"] = operating_points(
+        policy.cfg, task, net, sampler, exported.host, quant.core if quant else None, rates,
+        options)
     manifest.update(conformance=checks, report=report,
                     calibration={"states": len(states), "evaluations": len(calib),
                                  "firing_rates": rates,
@@ -195,6 +216,7 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
     sections["core.onnx"] = core_model.SerializeToString()
     fixed_eval = build_fixed_eval(net, core)
     sections["eval_fixed.onnx"] = fixed_eval.SerializeToString()
+    sections["chunk_fixed.onnx"] = build_chunk(net, core).SerializeToString()
     a_in = conf.golden_inputs(net, core, golden)
     stage(f"conformance: ONNX fixed point vs Lava fixed_pt on {len(golden)} golden evaluations")
     checks["onnx_fixed_vs_lava"], lava = conf.fixed_vs_lava(conf.session(core_model), core,
@@ -206,6 +228,24 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
         golden.x, golden.k, golden.obs)
     bad = checks["onnx_fixed_vs_lava"]["mismatches"]
     return [f"ONNX fixed point vs Lava fixed_pt: {bad} mismatching spike values"] if bad else []
+
+
+def operating_points(cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
+                     host: dict[str, np.ndarray], core: FixedCore | None, rates: list[float],
+                     options: CompileOptions) -> list[dict[str, Any]]:
+    """DDIM subsets (and full DDPM) with predicted cmos45 energy per chunk (calibrated
+    firing rates) and success over ``ground_episodes`` held-out episodes."""
+    points = []
+    for steps in options.operating_points:
+        n = steps or sampler.steps
+        res = ground_success(cfg, task, net, sampler, host["act_lo"], host["act_hi"], core,
+                             steps, options.ground_episodes)
+        energy = energy_per_chunk(cfg, rates, n)
+        points.append({"name": f"ddim{steps}" if steps else f"ddpm{n}", "ddim_steps": steps,
+                       "micro_steps": net.micro_steps, "replan": cfg.chunk,
+                       "energy_j": energy["policy_j_per_chunk"], "energy_source": energy["model"],
+                       "success_rate": res.success_rate, "ground_episodes": res.episodes})
+    return points
 
 
 def _report(net: Any, quant: Any, maps: list, rates: list[float],

@@ -55,6 +55,14 @@ class CompiledPolicy:
         return unnormalise(x, self.act_lo, self.act_hi, self.cfg.chunk)
 
 
+def ground_success(policy_cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
+                   act_lo: np.ndarray, act_hi: np.ndarray, core: FixedCore | None,
+                   ddim_steps: int | None, episodes: int, seed0: int = 10_000) -> EvalResult:
+    """Closed-loop result of one operating point of a compiled network."""
+    adapter = CompiledPolicy(policy_cfg, net, sampler, act_lo, act_hi, core)
+    return evaluate(adapter, task, episodes, seed0=seed0, ddim_steps=ddim_steps)  # type: ignore[arg-type]
+
+
 def compare_success(checkpoint: Path, episodes: int, groups: int = 8,
                     seed0: int = 10_000) -> dict[str, EvalResult]:
     """Closed-loop results of the float and the fixed-point network of ``checkpoint``."""
@@ -66,8 +74,6 @@ def compare_success(checkpoint: Path, episodes: int, groups: int = 8,
     quant = quantize_net(net, net.first_layer_current(calib.x, calib.k, calib.obs), LOIHI2,
                          groups=groups)
     lo, hi = exported.host["act_lo"], exported.host["act_hi"]
-    out = {}
-    for name, core in (("float", None), ("fixed", quant.core)):
-        adapter = CompiledPolicy(policy.cfg, net, sampler, lo, hi, core)
-        out[name] = evaluate(adapter, saved["task"], episodes, seed0=seed0)  # type: ignore[arg-type]
-    return out
+    return {name: ground_success(policy.cfg, saved["task"], net, sampler, lo, hi, core, None,
+                                 episodes, seed0)
+            for name, core in (("float", None), ("fixed", quant.core))}

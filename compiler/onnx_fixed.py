@@ -97,19 +97,27 @@ def build_core(core: FixedCore) -> onnx.ModelProto:
                  "Loihi 2 bit-accurate spiking core")
 
 
-def build_eval(net: FoldedNet, core: FixedCore) -> onnx.ModelProto:
-    b = GraphBuilder()
+def denoise_fixed(b: GraphBuilder, net: FoldedNet, core: FixedCore, obs: str, x: str, k: str,
+                  name: str | None = None, state: str | None = None) -> tuple[str, list[str]]:
+    """eps (float64) through the integer core, and the spike counts (B, H_l) per population;
+    ``state``: the precomputed state current, if any."""
     f64 = np.float64
-    cur = first_layer_current(b, net, "obs", "x", "k", f64)
+    cur = first_layer_current(b, net, obs, x, k, f64, state)
     scaled = b.op("Round", b.op("Mul", cur, b.const(core.input_scale, f64)))
     lim = float(core.input_max)
     a_in = b.op("Cast", b.op("Clip", scaled, b.const(-lim, f64), b.const(lim, f64)),
                 to=onnx.TensorProto.INT64)
-    last = _scan_core(b, core, a_in, "x")[-1]
-    counts = b.op("Cast", b.op("ReduceSum", last, b.const([0], I64), keepdims=0),
-                  to=onnx.TensorProto.DOUBLE)
-    b.op("Add", b.op("MatMul", counts, b.const(net.readout_w.T / net.micro_steps, f64)),
-         b.const(net.readout_b, f64), name="eps")
+    counts = [b.op("Cast", b.op("ReduceSum", r, b.const([0], I64), keepdims=0),
+                   to=onnx.TensorProto.DOUBLE) for r in _scan_core(b, core, a_in, x)]
+    eps = b.op("Add", b.op("MatMul", counts[-1], b.const(net.readout_w.T / net.micro_steps, f64)),
+               b.const(net.readout_b, f64), name=name)
+    return eps, counts
+
+
+def build_eval(net: FoldedNet, core: FixedCore) -> onnx.ModelProto:
+    b = GraphBuilder()
+    f64 = np.float64
+    denoise_fixed(b, net, core, "obs", "x", "k", name="eps")
     inputs = [value("obs", f64, ["B", net.enc_w1.shape[1]]),
               value("x", f64, ["B", net.action_size]), value("k", I64, ["B"])]
     return model(b.graph("sdp_eval_fixed", inputs, [value("eps", f64, ["B", net.action_size])]),

@@ -5,7 +5,6 @@ for spiking policies, measured firing rates.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,20 +12,10 @@ import numpy as np
 import torch
 
 from hardware.sim.registry import make_env
+from hardware.stats import wilson_interval
 from policies.policy import DiffusionPolicy
 
 EVAL_SEED0 = 10_000  # held out: demonstrations use seeds from 0
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% by default)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass

@@ -13,7 +13,8 @@ is the least noisy):
            eps' = (x_k - sqrt(ab_k) x0_hat) / sqrt(1 - ab_k)
 
 All randomness comes from a ``numpy.random.Generator`` drawn in a fixed order (x_{K-1},
-then one z per DDPM step), so a seed fixes the chunk given the denoiser.
+then one z per evaluated step, drawn even where its coefficient is 0), so a seed fixes
+the chunk given the denoiser.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ def unnormalise(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int) -> np
 
 
 class Sampler:
+    """Both samplers as one table of per-step coefficients (``coefficients``):
+
+        x0_hat = clip((x - s1 eps) / s0, -1, 1),   s0 = sqrt(ab_k), s1 = sqrt(1 - ab_k)
+        x_next = a x0_hat + b x + c z
+
+    DDPM: (a, b, c) = (c0, ck, sqrt(var_k)) with c = 0 at k = 0; DDIM:
+    a = sqrt(ab_prev) - sqrt(1 - ab_prev) sqrt(ab_k) / sqrt(1 - ab_k),
+    b = sqrt(1 - ab_prev) / sqrt(1 - ab_k), c = 0; the last DDIM step returns x0_hat
+    (a, b, c) = (1, 0, 0). Backends that run a whole chunk in one call take the same table.
+    """
+
     def __init__(self, betas: np.ndarray, alpha_bars: np.ndarray) -> None:
         self.betas = np.asarray(betas, np.float64)
         self.alpha_bars = np.asarray(alpha_bars, np.float64)
@@ -51,44 +63,51 @@ class Sampler:
     def steps(self) -> int:
         return len(self.betas)
 
-    def x0(self, x: np.ndarray, eps: np.ndarray, k: int) -> np.ndarray:
-        ab = self.alpha_bars[k]
-        return np.clip((x - np.sqrt(1 - ab) * eps) / np.sqrt(ab), -1.0, 1.0)
-
-    def ddpm_step(self, x: np.ndarray, eps: np.ndarray, k: int,
-                  z: np.ndarray | None) -> np.ndarray:
-        ab, beta = self.alpha_bars[k], self.betas[k]
-        ab_prev = self.alpha_bars[k - 1] if k > 0 else 1.0
-        mean = (np.sqrt(ab_prev) * beta / (1 - ab)) * self.x0(x, eps, k) \
-            + (np.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
-        if k == 0 or z is None:
-            return mean
-        return mean + np.sqrt(beta * (1 - ab_prev) / (1 - ab)) * z
-
-    def ddim_step(self, x: np.ndarray, eps: np.ndarray, k: int, k_prev: int) -> np.ndarray:
-        x0 = self.x0(x, eps, k)
-        if k_prev < 0:
-            return x0
-        ab, ab_prev = self.alpha_bars[k], self.alpha_bars[k_prev]
-        eps_c = (x - np.sqrt(ab) * x0) / np.sqrt(1 - ab)
-        return np.sqrt(ab_prev) * x0 + np.sqrt(1 - ab_prev) * eps_c
-
     def schedule(self, ddim_steps: int | None) -> list[int]:
         """The denoising steps a chunk evaluates, noisiest first."""
         if ddim_steps is None:
             return list(range(self.steps - 1, -1, -1))
         return ddim_subset(self.steps, ddim_steps)
 
+    def coefficients(self, ddim_steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Step indices ``ks`` (n,) and rows ``(s0, s1, a, b, c)`` (n, 5) of a chunk."""
+        ks = self.schedule(ddim_steps)
+        rows = []
+        for i, k in enumerate(ks):
+            ab = self.alpha_bars[k]
+            s0, s1 = np.sqrt(ab), np.sqrt(1 - ab)
+            if ddim_steps is None:
+                beta = self.betas[k]
+                ab_prev = self.alpha_bars[k - 1] if k > 0 else 1.0
+                a = np.sqrt(ab_prev) * beta / (1 - ab)
+                b = np.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)
+                c = np.sqrt(beta * (1 - ab_prev) / (1 - ab)) if k > 0 else 0.0
+            elif i + 1 == len(ks):
+                a, b, c = 1.0, 0.0, 0.0
+            else:
+                ab_prev = self.alpha_bars[ks[i + 1]]
+                a = np.sqrt(ab_prev) - np.sqrt(1 - ab_prev) * s0 / s1
+                b, c = np.sqrt(1 - ab_prev) / s1, 0.0
+            rows.append((s0, s1, a, b, c))
+        return np.asarray(ks, np.int64), np.asarray(rows, np.float64)
+
+    @staticmethod
+    def step(x: np.ndarray, eps: np.ndarray, row: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """One reverse step with a coefficient row (see the class docstring)."""
+        x0 = np.clip((x - row[1] * eps) / row[0], -1.0, 1.0)
+        return row[2] * x0 + row[3] * x + row[4] * z
+
+    @staticmethod
+    def draw(rng: np.random.Generator, batch: int, size: int,
+             n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk's randomness, in a fixed order: x (B, size), then z (n, B, size)."""
+        return rng.standard_normal((batch, size)), rng.standard_normal((n_steps, batch, size))
+
     def sample(self, eps_fn: EpsFn, batch: int, size: int, rng: np.random.Generator,
                ddim_steps: int | None = None) -> np.ndarray:
         """A clean sample (B, size) in [-1, 1]; ``ddim_steps=None`` runs DDPM over all K."""
-        x = rng.standard_normal((batch, size))
-        ks = self.schedule(ddim_steps)
+        ks, coef = self.coefficients(ddim_steps)
+        x, z = self.draw(rng, batch, size, len(ks))
         for i, k in enumerate(ks):
-            eps = eps_fn(x, np.full(batch, k, np.int64))
-            if ddim_steps is None:
-                z = rng.standard_normal((batch, size)) if k > 0 else None
-                x = self.ddpm_step(x, eps, k, z)
-            else:
-                x = self.ddim_step(x, eps, k, ks[i + 1] if i + 1 < len(ks) else -1)
+            x = self.step(x, eps_fn(x, np.full(batch, k, np.int64)), coef[i], z[i])
         return x

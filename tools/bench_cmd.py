@@ -88,3 +88,28 @@ def expert(
     console.print(table)
     if not all(ok / episodes >= SUCCESS_TARGET for _, ok, _ in rows):
         raise typer.Exit(1)
+
+
+@app.command("latency")
+def latency(
+    chunks: int = typer.Option(200, "--chunks", min=10, help="observations (one chunk each)"),
+) -> None:
+    """Per-chunk latency of the shipped policy: runtime ONNX graphs vs snnTorch eager (one
+    thread, same run; target: ONNX float >= 10x faster). Exit 1 if the target is missed."""
+    from pathlib import Path
+
+    import policies
+    from tools.latency import chunk_latency
+
+    shipped = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+    with console.status("timing chunks"):
+        res = chunk_latency(shipped, chunks)
+    table = Table("backend", "median ms/chunk", "p99 ms/chunk", "speed-up vs snnTorch",
+                  title=f"per-chunk latency, K = 20, one thread, {chunks} chunks")
+    ref = res["snntorch_eager"]["median_ms"]
+    for name, d in res.items():
+        table.add_row(name, f"{d['median_ms']:.2f}", f"{d['p99_ms']:.2f}",
+                      f"{ref / d['median_ms']:.1f}x")
+    console.print(table)
+    if ref / res["onnx_float"]["median_ms"] < 10:
+        raise typer.Exit(1)

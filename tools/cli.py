@@ -23,6 +23,7 @@ from tools import (
     eval_cmd,
     image_cmd,
     keys_cmd,
+    run_cmd,
     sim_cmd,
     train_cmd,
 )
@@ -37,6 +38,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(image_cmd.app, name="image")
 app.command("compile")(compile_cmd.compile_cmd)
 app.command("eval")(eval_cmd.evaluate_cmd)
+app.command("run")(run_cmd.run_cmd)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -26,6 +26,11 @@ def compile_cmd(
                                help="LIF processes per population 2..L (own vth each)"),
     golden: int = typer.Option(128, "--golden", min=100,
                                help="golden evaluations for conformance and self-test"),
+    points: str = typer.Option("ddpm,10,5,3", "--operating-points",
+                               help="DDIM step counts (ddpm = all K steps) to offer the "
+                                    "power governor"),
+    ground_episodes: int = typer.Option(20, "--ground-episodes", min=1,
+                                        help="closed-loop episodes per operating point"),
     report_json: Path | None = typer.Option(None, "--report-json",
                                             help="also write the compile report as JSON"),
 ) -> None:
@@ -41,9 +46,11 @@ def compile_cmd(
         raise SpikeflightError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     if not (checkpoint / "config.json").is_file():
         raise SpikeflightError(f"{checkpoint}: not a training run directory (no config.json)")
+    steps = parse_points(points)
     private = load_private_key(key)
     opts = CompileOptions(target=target, groups=groups, golden=golden, version=version,
-                          security_counter=security_counter)
+                          security_counter=security_counter, operating_points=steps,
+                          ground_episodes=ground_episodes)
     t0 = time.perf_counter()
     with err_console.status("compiling") as status:  # stages on stdout: stderr keeps
         def on_stage(msg: str) -> None:                # one line for an error
@@ -58,6 +65,22 @@ def compile_cmd(
         report_json.write_text(json.dumps({"manifest": result.manifest,
                                            "compile_seconds": seconds}, indent=1))
     console.print(f"wrote {out} ({len(result.image):,} bytes, target {target}) in {seconds:.1f} s")
+
+
+def parse_points(text: str) -> tuple[int | None, ...]:
+    """``"ddpm,10,5"`` -> (None, 10, 5); DDIM counts must lie in 1..K (checked by the
+    sampler when the compile reaches them, here for the form only)."""
+    out: list[int | None] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item == "ddpm":
+            out.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            out.append(int(item))
+        else:
+            raise SpikeflightError(f"--operating-points: {item!r} is neither 'ddpm' nor a "
+                                   "positive step count")
+    return tuple(out)
 
 
 def _print_report(manifest: dict, rows: list[dict]) -> None:
@@ -90,6 +113,10 @@ def _print_report(manifest: dict, rows: list[dict]) -> None:
         c = checks["quantized_vs_float"]
         lines.append(f"fixed point vs float: action RMSE {c['action_rmse']:.4f} (normalised "
                      f"units, {c['states']} states)")
+    for p in manifest.get("operating_points", []):
+        lines.append(f"operating point {p['name']}: {p['energy_j'] * 1e6:.3f} uJ/chunk "
+                     f"({p['energy_source']}), ground success {p['success_rate']:.0%} over "
+                     f"{p['ground_episodes']} episodes")
     if "mapping" in manifest:
         lines.append(f"{manifest['mapping']['cores']} cores; {manifest['mapping']['hardware']}")
     for line in lines:

@@ -10,6 +10,7 @@ import pytest
 from compiler.conformance import session
 from compiler.export import export_policy
 from compiler.fold import fold
+from compiler.onnx_chunk import build_chunk
 from compiler.onnx_fixed import build_core
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
@@ -17,6 +18,7 @@ from compiler.quantize import quantize_net, sort_by_weight_scale
 from hardware.loihi2 import LOIHI2
 from runtime.fixed_point import FixedCore, FixedPopulation
 from runtime.lava_core import LavaHardwareUnavailable, loihi2_hardware_available, run_core
+from runtime.sampler import Sampler
 from tests.fixtures.tiny_policy import load
 
 
@@ -126,3 +128,25 @@ def test_hardware_path_says_clearly_when_the_chip_cannot_be_targeted() -> None:
         pytest.skip("lava-loihi is installed here")
     with pytest.raises(LavaHardwareUnavailable, match="lava-loihi not installed"):
         run_core(core, np.zeros((1, 4, 2), np.int32), "loihi2-hw")
+
+
+@pytest.mark.parametrize("ddim", [None, 4])
+def test_chunk_graphs_equal_the_numpy_sampler(tiny_runs: dict[str, Path],
+                                              ddim: int | None) -> None:
+    net, core, (obs, _, _), _ = _quantized(tiny_runs)
+    obs = obs[:6]
+    betas = np.linspace(1e-3, 0.2, 20)
+    sampler = Sampler(betas, np.cumprod(1 - betas))
+    ks, coef = sampler.coefficients(ddim)
+
+    def fixed_eps(x, k):
+        last = core.run(core.quantize_input(net.first_layer_current(x, k, obs)))[-1]
+        return net.readout(last.sum(0).astype(np.float64))
+
+    for c, eps_fn in ((None, lambda x, k: net.eps(x, k, obs)), (core, fixed_eps)):
+        x, z = sampler.draw(np.random.default_rng(5), len(obs), net.action_size, len(ks))
+        want = sampler.sample(eps_fn, len(obs), net.action_size, np.random.default_rng(5), ddim)
+        x0, spikes = session(build_chunk(net, c)).run(
+            None, {"obs": obs, "x": x, "ks": ks, "coef": coef, "z": z})
+        np.testing.assert_array_equal(x0, want)
+        assert spikes.shape == (len(net.widths),) and spikes[0] > 0

@@ -56,6 +56,11 @@ def test_shipped_policy_compiles_for_loihi2_with_every_check_passing(shipped_ima
     assert [r["layer"] for r in rows] == ["lif1", "lif2"] and rows[1]["groups"] == 8
     assert all(0.02 < r["firing_rate"] < 0.5 for r in rows)
     assert "compile report" in res.stdout and "0 mismatching" in res.stdout
+    points = {p["name"]: p for p in m["operating_points"]}
+    assert list(points) == ["ddpm20", "ddim10", "ddim5", "ddim3"]
+    energies = [p["energy_j"] for p in points.values()]
+    assert energies == sorted(energies, reverse=True) and energies[-1] > 0
+    assert points["ddpm20"]["success_rate"] >= 0.7 and points["ddpm20"]["ground_episodes"] == 20
     assert report["manifest"]["conformance"] == conf and report["compile_seconds"] > 0
 
 
@@ -67,7 +72,8 @@ def test_targets_carry_their_graphs(tmp_path: Path, key: Path, target: str, pres
                                     absent: set) -> None:
     run = train_tiny(tmp_path / "run", "sdp-sdli")
     out = tmp_path / f"{target}.sfimg"
-    res = cli("compile", str(run), "--target", target, "--key", str(key), "-o", str(out))
+    res = cli("compile", str(run), "--target", target, "--key", str(key), "-o", str(out),
+              "--operating-points", "ddpm,5", "--ground-episodes", "2")
     assert res.returncode == 0, res.stderr
     image = read_image(out.read_bytes())
     assert present <= set(image.sections) and not absent & set(image.sections)
@@ -77,7 +83,7 @@ def test_targets_carry_their_graphs(tmp_path: Path, key: Path, target: str, pres
 def test_ann_twin_compiles_for_cpu_only(tmp_path: Path, key: Path) -> None:
     run = train_tiny(tmp_path / "ann", "ann")
     ok = cli("compile", str(run), "--target", "cpu", "--key", str(key), "-o",
-             str(tmp_path / "ann.sfimg"))
+             str(tmp_path / "ann.sfimg"), "--operating-points", "ddpm", "--ground-episodes", "2")
     assert ok.returncode == 0, ok.stderr
     res = cli("compile", str(run), "--target", "loihi2", "--key", str(key), "-o",
               str(tmp_path / "no.sfimg"))
@@ -103,10 +109,12 @@ def test_network_beyond_the_chip_fails_with_every_violation_and_writes_nothing(
 @pytest.mark.parametrize("args,needle", [
     (["--target", "fpga"], "--target must be one of"),
     (["--key", "missing-key"], "missing-key"),
+    (["--operating-points", "ddpm,fast"], "'fast' is neither"),
+    (["--operating-points", "ddpm,50"], "must be in 1..20"),
 ])
 def test_bad_arguments_fail_in_one_line(tmp_path: Path, key: Path, args: list[str],
                                         needle: str) -> None:
-    base = {"--target": "loihi2", "--key": str(key)}
+    base = {"--target": "loihi2", "--key": str(key), "--operating-points": "ddpm"}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = str(tmp_path / value) if flag == "--key" else value
     out = tmp_path / "x.sfimg"

@@ -1,0 +1,86 @@
+"""A whole action chunk in one ONNX call: a ``Loop`` over the denoising steps of an
+operating point around the float or the fixed-point denoiser.
+
+Inputs: ``obs`` (B, obs_dim) raw, ``x`` (B, A) the initial noise x_{K-1}, ``ks`` (n,) the
+step indices, ``coef`` (n, 5) the per-step rows ``(s0, s1, a, b, c)`` of
+``runtime.sampler.Sampler.coefficients``, ``z`` (n, B, A) the step noise; outputs
+``x0`` (B, A), the clean normalised chunk, and for spiking networks ``spikes`` (L,), the
+spikes each population fired over the chunk (for energy and firing-rate telemetry).
+Each loop iteration i:
+
+    eps    = denoiser(obs, x, ks[i])   (the state current c * g_t is computed once, before)
+    x0_hat = clip((x - s1 eps) / s0, -1, 1)
+    x      = a x0_hat + b x + c z[i]
+
+DDPM and every DDIM subset are just different (ks, coef), so one graph serves every
+operating point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+
+from compiler.onnx_builder import GraphBuilder, model, value
+from compiler.onnx_fixed import denoise_fixed
+from compiler.onnx_float import denoise, state_current
+from runtime.fixed_point import FixedCore
+from runtime.network import FoldedNet
+
+F64, I64 = np.float64, np.int64
+Denoise = Callable[[GraphBuilder, str, str, str, str], tuple[str, list[str]]]
+
+
+def _loop_body(net: FoldedNet, den: Denoise, spiking: bool) -> onnx.GraphProto:
+    b = GraphBuilder("step/")
+    rows = b.op("Slice", b.op("Shape", "x_in"), b.const([0], I64), b.const([1], I64))
+    k = b.op("Expand", b.op("Gather", "ks", "i", axis=0), rows)
+    eps, counts = den(b, "obs", "x_in", k, "state")
+    row = b.op("Gather", "coef", "i", axis=0)
+    s0, s1, a, bb, c = (b.op("Gather", row, b.const(j, I64), axis=0) for j in range(5))
+    x0 = b.op("Clip", b.op("Div", b.op("Sub", "x_in", b.op("Mul", s1, eps)), s0),
+              b.const(-1.0, F64), b.const(1.0, F64))
+    x_next = b.op("Add", b.op("Add", b.op("Mul", a, x0), b.op("Mul", bb, "x_in")),
+                  b.op("Mul", c, b.op("Gather", "z", "i", axis=0)), name="x_out")
+    b.op("Identity", "cond_in", name="cond_out")
+    inputs = [value("i", I64, []), value("cond_in", np.bool_, []),
+              value("x_in", F64, ["B", net.action_size])]
+    outputs = [value("cond_out", np.bool_, []), value(x_next, F64, ["B", net.action_size])]
+    if spiking:
+        totals = [b.op("Unsqueeze", b.op("ReduceSum", n, keepdims=0), b.const([0], I64))
+                  for n in counts]
+        b.op("Add", "s_in", b.op("Concat", *totals, axis=0), name="s_out")
+        inputs.append(value("s_in", F64, [len(counts)]))
+        outputs.append(value("s_out", F64, [len(counts)]))
+    return b.graph("denoising_step", inputs, outputs)
+
+
+def build_chunk(net: FoldedNet, core: FixedCore | None = None) -> onnx.ModelProto:
+    """The chunk graph of the float network, or of its fixed-point core when given."""
+    if core is None:
+        den: Denoise = lambda b, obs, x, k, st: denoise(  # noqa: E731
+            b, net, obs, x, k, F64, state=st)
+    else:
+        den = lambda b, obs, x, k, st: denoise_fixed(  # noqa: E731
+            b, net, core, obs, x, k, state=st)
+    b = GraphBuilder()
+    b.op("Identity", state_current(b, net, "obs", F64), name="state")  # once per chunk
+    n = b.op("Gather", b.op("Shape", "ks"), b.const(0, I64), axis=0)
+    carried = ["x"]
+    outputs = [value("x0", F64, ["B", net.action_size])]
+    if net.spiking:
+        carried.append(b.const(np.zeros(len(net.widths)), F64))
+        outputs.append(value("spikes", F64, [len(net.widths)]))
+    names = ["x0", "spikes"][:len(carried)]
+    loop_out = b.op("Loop", n, b.const(True, np.bool_), *carried, outputs=len(carried),
+                    body=_loop_body(net, den, net.spiking))
+    for got, name in zip([loop_out] if len(carried) == 1 else loop_out, names, strict=True):
+        b.op("Identity", got, name=name)
+    inputs = [value("obs", F64, ["B", net.enc_w1.shape[1]]),
+              value("x", F64, ["B", net.action_size]),
+              value("ks", I64, ["n"]), value("coef", F64, ["n", 5]),
+              value("z", F64, ["n", "B", net.action_size])]
+    kind = "fixed-point" if core is not None else "float"
+    return model(b.graph("chunk", inputs, outputs), f"one action chunk, {kind} denoiser")

@@ -1,0 +1,175 @@
+"""The onboard executive: the control loop that flies a verified image.
+
+Per chunk, in mission time t = steps x control period:
+
+    op     = governor.choose(t, steps left)          (None: safe mode, hold position)
+    x, z   = draws from the episode's seeded generator (runtime.sampler order)
+    x0, n  = backend chain .chunk(obs, x, ks_op, coef_op, z)   one call where possible
+    chunk  = unnormalise(x0)                          -> world-model guard -> actuators
+    E      = energy of the chunk from its measured spikes n (cmos45-horowitz2014)
+
+A deadline miss (watchdog) drops the late chunk and holds position for one control step;
+a vetoed chunk (world model) holds position too. Telemetry records per chunk the channels
+latency_ms, energy_j, operating_point, backend, firing_rates and governor_state, and the
+events (fallback, deadline_miss, governor_state, safe_mode, world_model_veto, anomaly).
+Everything random comes from ``numpy.random.default_rng([seed, 0x5F])`` per episode, so an
+episode is deterministic for a given seed and backend arithmetic.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hardware.energy import CMOS45, PJ
+from runtime.backends import FallbackChain
+from runtime.governor import OperatingPoint, PowerGovernor
+from runtime.loader import FlightPolicy
+from runtime.sampler import unnormalise
+from runtime.telemetry import Telemetry
+from runtime.watchdog import Watchdog
+from runtime.world_model import NoGuard, WorldModelGuard
+
+CONTROL_DT_S = 0.05  # 20 Hz
+
+
+def operating_points(policy: FlightPolicy) -> list[OperatingPoint]:
+    """The image's operating points (DDPM when an image has none)."""
+    pts = policy.operating_points or [{"name": f"ddpm{policy.sampler.steps}",
+                                       "ddim_steps": None, "replan": policy.chunk,
+                                       "energy_j": 0.0, "success_rate": None,
+                                       "energy_source": CMOS45.name}]
+    return [OperatingPoint(name=p["name"], ddim_steps=p["ddim_steps"],
+                           micro_steps=policy.net.micro_steps, replan=int(p["replan"]),
+                           energy_j=float(p["energy_j"]), success_rate=p["success_rate"],
+                           energy_source=p["energy_source"]) for p in pts]
+
+
+def chunk_energy(policy: FlightPolicy, spikes: np.ndarray | None, evaluations: int) -> float:
+    """cmos45 energy (J) of one chunk: 4.6 pJ x analog MACs + 0.9 pJ x spikes x fan-out
+    (the ANN twin: 4.6 pJ x MACs)."""
+    lay = policy.layout()
+    if spikes is None:
+        return CMOS45.ann_joules(lay.ann_macs(evaluations))
+    acs = float(np.dot(spikes, lay.fan_out()))
+    return (CMOS45.mac_pj * lay.analog_macs(evaluations) + CMOS45.ac_pj * acs) * PJ
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool = False
+    steps: int = 0
+    chunks: int = 0
+    energy_j: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    points: dict[str, int] = field(default_factory=dict)
+    safe_steps: int = 0
+    deadline_misses: int = 0
+    firing_rates: list[float] = field(default_factory=list)
+
+
+class Executive:
+    def __init__(self, policy: FlightPolicy, chain: FallbackChain, telemetry: Telemetry,
+                 governor: PowerGovernor | None = None, watchdog: Watchdog | None = None,
+                 guard: WorldModelGuard | None = None,
+                 control_dt_s: float = CONTROL_DT_S) -> None:
+        self.policy, self.chain, self.telemetry = policy, chain, telemetry
+        self.governor, self.watchdog = governor, watchdog
+        self.guard = guard or NoGuard()
+        self.dt = control_dt_s
+        self.points = operating_points(policy)
+        self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
+        self.t = 0.0  # mission time, s
+        self._tables = {p.name: policy.sampler.coefficients(p.ddim_steps) for p in self.points}
+
+    def _safe_action(self, last: np.ndarray | None, act_dim: int) -> np.ndarray:
+        """Hold position: no motion, the gripper keeps its last command."""
+        action = np.zeros(act_dim)
+        if last is not None:
+            action[-1] = last[-1]
+        return action
+
+    def _plan(self, op: OperatingPoint, obs: np.ndarray, rng: np.random.Generator,
+              res: EpisodeResult) -> np.ndarray | None:
+        ks, coef = self._tables[op.name]
+        x, z = self.policy.sampler.draw(rng, 1, self.policy.net.action_size, len(ks))
+        t0 = time.perf_counter()
+        guard = self.watchdog.guard(res.chunks) if self.watchdog else None
+        if guard is not None:
+            with guard as g:
+                x0, spikes = self.chain.chunk(obs[None], x, ks, coef, z)
+            missed = g.missed
+        else:
+            x0, spikes = self.chain.chunk(obs[None], x, ks, coef, z)
+            missed = False
+        latency = (time.perf_counter() - t0) * 1e3
+        energy = chunk_energy(self.policy, spikes, len(ks))
+        res.chunks += 1
+        res.energy_j += energy
+        res.latencies_ms.append(latency)
+        res.points[op.name] = res.points.get(op.name, 0) + 1
+        rates = []
+        if spikes is not None:
+            per = [n * self.policy.net.micro_steps * len(ks) for n in self.policy.net.widths]
+            rates = [float(s / d) for s, d in zip(spikes, per, strict=True)]
+            res.firing_rates.append(rates)
+        if self.governor is not None:
+            self.governor.record(self.t, energy)
+        tel = self.telemetry
+        tel.channel("latency_ms", latency)
+        tel.channel("energy_j", energy, source=CMOS45.name, mission_s=self.t)
+        tel.channel("operating_point", op.name, mission_s=self.t)
+        tel.channel("backend", self.chain.current.name)
+        if rates:
+            tel.channel("firing_rates", rates)
+        if missed:
+            res.deadline_misses += 1
+            return None
+        chunk = unnormalise(x0, self.policy.act_lo, self.policy.act_hi, self.policy.chunk)[0]
+        verdict = self.guard.screen(obs, chunk)
+        if verdict.flagged:
+            tel.event("anomaly", severity="warning", score=verdict.anomaly, reason=verdict.reason)
+        if not verdict.accept:
+            tel.event("world_model_veto", severity="warning", reason=verdict.reason)
+            return None
+        return chunk[:op.replan]
+
+    def run_episode(self, env: Any, seed: int, max_steps: int | None = None) -> EpisodeResult:
+        """Fly one episode of ``env`` (gymnasium API) from ``env.reset(seed=seed)``."""
+        rng = np.random.default_rng([seed, 0x5F])
+        obs, info = env.reset(seed=seed)
+        res = EpisodeResult(seed=seed)
+        limit = max_steps or getattr(env.unwrapped, "MAX_STEPS", None) or \
+            env.spec.max_episode_steps
+        if self.governor is not None:
+            self.governor.reset_episode()
+        last: np.ndarray | None = None
+        act_dim = env.action_space.shape[0]
+        done = False
+        while not done:
+            op = self.best
+            if self.governor is not None:
+                op = self.governor.choose(self.t, limit - res.steps)
+                self.telemetry.channel("governor_state", self.governor.state)
+            plan = self._plan(op, np.asarray(obs, np.float64), rng, res) if op else None
+            if plan is None:
+                plan = [self._safe_action(last, act_dim)]
+                res.safe_steps += 1
+                if op is None and self.governor is not None:
+                    self.governor.record(self.t, self.governor.safe_power_w * self.dt)
+            for action in plan:
+                obs, _, term, trunc, info = env.step(action)
+                last = action
+                res.steps += 1
+                self.t += self.dt
+                if term or trunc or res.steps >= limit:
+                    res.success = bool(info.get("success", term))
+                    done = True
+                    break
+        self.telemetry.event("episode_end", seed=seed, success=res.success, steps=res.steps,
+                             energy_j=res.energy_j)
+        return res

@@ -1,0 +1,106 @@
+"""Fly a verified image for a number of episodes and summarise: the mission runner behind
+``spikeflight run``, ``make demo`` and the runtime benchmarks.
+
+The summary holds success (Wilson 95% interval), per-chunk latency (median, p99), energy
+per chunk and per episode and the average power, all labelled with the energy model
+(``cmos45-horowitz2014``), and budget compliance: the governor's consecutive windows of
+``window_s`` and how many exceeded the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware.energy import CMOS45
+from hardware.stats import wilson_interval
+from runtime.backends import chain_for
+from runtime.executive import CONTROL_DT_S, EpisodeResult, Executive, operating_points
+from runtime.governor import Budget, PowerGovernor
+from runtime.loader import FlightPolicy
+from runtime.telemetry import Telemetry
+from runtime.watchdog import Watchdog
+
+
+@dataclass
+class FlightConfig:
+    backend: str = "auto"
+    budget_w: float | None = None
+    budget_j: float | None = None
+    window_s: float = 2.0
+    deadline_ms: float | None = None
+    telemetry: Path | None = None
+    control_dt_s: float = CONTROL_DT_S
+
+
+def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0: int,
+        on_episode: Callable[[EpisodeResult], None] | None = None) -> dict[str, Any]:
+    """Run ``episodes`` episodes with seeds ``seed0 ..`` and return the summary dict."""
+    governor = None
+    with Telemetry(cfg.telemetry) as tel:
+        if cfg.budget_w is not None or cfg.budget_j is not None:
+            governor = PowerGovernor(operating_points(policy),
+                                     Budget(watts=cfg.budget_w, window_s=cfg.window_s,
+                                            joules_per_episode=cfg.budget_j),
+                                     control_dt_s=cfg.control_dt_s, on_event=tel.event)
+        watchdog = (Watchdog(cfg.deadline_ms / 1e3, on_event=tel.event)
+                    if cfg.deadline_ms is not None else None)
+        chain = chain_for(policy, cfg.backend, on_event=tel.event)
+        backends = [chain.current.name]
+        try:
+            ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s)
+            results = []
+            for i in range(episodes):
+                res = ex.run_episode(env, seed0 + i)
+                results.append(res)
+                if chain.current.name not in backends:
+                    backends.append(chain.current.name)
+                if on_episode is not None:
+                    on_episode(res)
+        finally:
+            chain.close()
+        fallbacks = len(tel.events("fallback"))
+    return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks)
+
+
+def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightConfig,
+              governor: PowerGovernor | None, t_end: float, backends: list[str],
+              fallbacks: int) -> dict[str, Any]:
+    n = len(results)
+    wins = sum(r.success for r in results)
+    lat = np.concatenate([r.latencies_ms for r in results]) if results else np.zeros(0)
+    chunks = sum(r.chunks for r in results)
+    energy = sum(r.energy_j for r in results)
+    steps = sum(r.steps for r in results)
+    points: dict[str, int] = {}
+    for r in results:
+        for k, v in r.points.items():
+            points[k] = points.get(k, 0) + v
+    rates = [x for r in results for x in r.firing_rates]
+    out: dict[str, Any] = {
+        "task": policy.task, "target": policy.target, "episodes": n, "successes": wins,
+        "success_rate": wins / n if n else 0.0, "success_ci95": list(wilson_interval(wins, n)),
+        "backends": backends, "fallbacks": fallbacks,
+        "deadline_misses": sum(r.deadline_misses for r in results),
+        "safe_steps": sum(r.safe_steps for r in results), "chunks": chunks,
+        "latency_ms_p50": float(np.median(lat)) if lat.size else float("nan"),
+        "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "energy_source": CMOS45.name,
+        "energy_j_per_chunk": energy / chunks if chunks else 0.0,
+        "energy_j_per_episode": energy / n if n else 0.0,
+        "average_w": energy / (steps * cfg.control_dt_s) if steps else 0.0,
+        "firing_rates": np.mean(rates, axis=0).tolist() if rates else [],
+        "operating_points": points, "budget_w": cfg.budget_w,
+        "budget_j_per_episode": cfg.budget_j, "window_s": cfg.window_s,
+        "windows": 0, "windows_over_budget": 0, "max_window_w": 0.0,
+    }
+    if governor is not None and cfg.budget_w is not None:
+        windows = governor.windows(t_end)
+        over = [w for w in windows if w[3] > cfg.budget_w * (1 + 1e-9)]
+        out.update(windows=len(windows), windows_over_budget=len(over),
+                   max_window_w=max((w[3] for w in windows), default=0.0))
+    return out

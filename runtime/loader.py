@@ -1,0 +1,75 @@
+"""Load a policy image for flight: verify it, then unpack what the backends need.
+
+Nothing is unpacked before ``verify_image`` has checked the SHA-256 of every region and
+the Ed25519 signature against the configured public key; a failure raises ``ImageError``
+naming what failed, and nothing runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware.energy import Layout
+from runtime.fixed_point import FixedCore
+from runtime.image import Image, load_image, verify_image
+from runtime.keys import load_public_key
+from runtime.network import FoldedNet
+from runtime.sampler import Sampler
+
+
+@dataclass
+class FlightPolicy:
+    """A verified image, unpacked: the float network, the fixed-point core (if any), the
+    schedule, the action range and the operating points fixed at compile time."""
+
+    image: Image
+    net: FoldedNet
+    core: FixedCore | None
+    sampler: Sampler
+    act_lo: np.ndarray
+    act_hi: np.ndarray
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.image.manifest
+
+    @property
+    def target(self) -> str:
+        return self.image.header.target
+
+    @property
+    def chunk(self) -> int:
+        return int(self.manifest["policy"]["chunk"])
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def operating_points(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("operating_points", []))
+
+    def layout(self) -> Layout:
+        """Operation counts of this network (for the energy models)."""
+        meta = self.manifest["policy"]
+        return Layout(obs_dim=int(meta["obs_dim"]), obs_hidden=self.net.enc_w1.shape[0],
+                      widths=tuple(self.net.widths), action_size=self.net.action_size,
+                      micro_steps=self.net.micro_steps, sdli=self.net.sdli_w is not None)
+
+
+def load_flight_policy(image_path: str | Path, pubkey_path: str | Path) -> FlightPolicy:
+    """Verify ``image_path`` against the public key at ``pubkey_path`` and unpack it."""
+    public = load_public_key(pubkey_path)
+    image = verify_image(load_image(image_path), public)
+    arrays = image.arrays("net.npz")
+    net = FoldedNet.from_arrays(arrays, image.manifest["net"])
+    core = None
+    if "core.npz" in image.sections:
+        core = FixedCore.from_arrays(image.arrays("core.npz"), image.manifest["core"])
+    return FlightPolicy(image=image, net=net, core=core,
+                        sampler=Sampler(arrays["betas"], arrays["alpha_bars"]),
+                        act_lo=arrays["act_lo"], act_hi=arrays["act_hi"])
