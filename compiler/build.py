@@ -71,7 +71,9 @@ class CompileOptions:
     calib_episodes: int = 4
     float_samples: int = 1000  # observations x noise seeds for ONNX float vs torch
     seed: int = 0
-    operating_points: tuple[int | None, ...] = (None, 10, 5, 3)  # DDIM steps; None = DDPM
+    # (DDIM steps or None for DDPM over all K, actions executed per chunk or None for all)
+    operating_points: tuple[tuple[int | None, int | None], ...] = (
+        (None, 2), (None, None), (10, None), (5, None), (3, None))
     ground_episodes: int = 20  # closed-loop episodes per operating point
     version: str = "0.1.0"
     security_counter: int = 0
@@ -119,10 +121,13 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     if not spiking and options.target != "cpu":
         raise CompileError(f"{checkpoint} holds an ANN twin (no spiking core): compile it "
                            "with --target cpu")
-    k_max = policy.cfg.diffusion_steps
-    bad = [n for n in options.operating_points if n is not None and not 1 <= n <= k_max]
+    k_max, chunk = policy.cfg.diffusion_steps, policy.cfg.chunk
+    bad = [n for n, _ in options.operating_points if n is not None and not 1 <= n <= k_max]
     if bad:
         raise CompileError(f"operating points: DDIM step counts must be in 1..{k_max}, got {bad}")
+    bad = [r for _, r in options.operating_points if r is not None and not 1 <= r <= chunk]
+    if bad:
+        raise CompileError(f"operating points: actions per chunk must be in 1..{chunk}, got {bad}")
     stage("export to NIR and fold")
     exported = export_policy(policy)
     net = fold(exported)
@@ -233,18 +238,23 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
 def operating_points(cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
                      host: dict[str, np.ndarray], core: FixedCore | None, rates: list[float],
                      options: CompileOptions) -> list[dict[str, Any]]:
-    """DDIM subsets (and full DDPM) with predicted cmos45 energy per chunk (calibrated
-    firing rates) and success over ``ground_episodes`` held-out episodes."""
+    """Operating points: DDIM subsets (or full DDPM) x replanning interval, each with its
+    predicted cmos45 energy per chunk (calibrated firing rates) and its success over
+    ``ground_episodes`` held-out episodes. The micro-steps T stay those the network was
+    trained with (its thresholds and SDLI gate are learned for that T)."""
     points = []
-    for steps in options.operating_points:
+    for steps, replan in options.operating_points:
         n = steps or sampler.steps
+        replan = replan or cfg.chunk
         res = ground_success(cfg, task, net, sampler, host["act_lo"], host["act_hi"], core,
-                             steps, options.ground_episodes)
+                             steps, options.ground_episodes, execute=replan)
         energy = energy_per_chunk(cfg, rates, n)
-        points.append({"name": f"ddim{steps}" if steps else f"ddpm{n}", "ddim_steps": steps,
-                       "micro_steps": net.micro_steps, "replan": cfg.chunk,
-                       "energy_j": energy["policy_j_per_chunk"], "energy_source": energy["model"],
-                       "success_rate": res.success_rate, "ground_episodes": res.episodes})
+        name = (f"ddim{steps}" if steps else f"ddpm{n}") + \
+            (f"-r{replan}" if replan != cfg.chunk else "")
+        points.append({"name": name, "ddim_steps": steps, "micro_steps": net.micro_steps,
+                       "replan": replan, "energy_j": energy["policy_j_per_chunk"],
+                       "energy_source": energy["model"], "success_rate": res.success_rate,
+                       "ground_episodes": res.episodes})
     return points
 
 

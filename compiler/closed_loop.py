@@ -57,10 +57,12 @@ class CompiledPolicy:
 
 def ground_success(policy_cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
                    act_lo: np.ndarray, act_hi: np.ndarray, core: FixedCore | None,
-                   ddim_steps: int | None, episodes: int, seed0: int = 10_000) -> EvalResult:
+                   ddim_steps: int | None, episodes: int, seed0: int = 10_000,
+                   execute: int | None = None) -> EvalResult:
     """Closed-loop result of one operating point of a compiled network."""
     adapter = CompiledPolicy(policy_cfg, net, sampler, act_lo, act_hi, core)
-    return evaluate(adapter, task, episodes, seed0=seed0, ddim_steps=ddim_steps)  # type: ignore[arg-type]
+    return evaluate(adapter, task, episodes, seed0=seed0,  # type: ignore[arg-type]
+                    ddim_steps=ddim_steps, execute=execute)
 
 
 def compare_success(checkpoint: Path, episodes: int, groups: int = 8,

@@ -26,9 +26,9 @@ def compile_cmd(
                                help="LIF processes per population 2..L (own vth each)"),
     golden: int = typer.Option(128, "--golden", min=100,
                                help="golden evaluations for conformance and self-test"),
-    points: str = typer.Option("ddpm,10,5,3", "--operating-points",
-                               help="DDIM step counts (ddpm = all K steps) to offer the "
-                                    "power governor"),
+    points: str = typer.Option("ddpm/2,ddpm,10,5,3", "--operating-points",
+                               help="for the power governor: DDIM step counts (ddpm = all K "
+                                    "steps), each optionally /R actions executed per chunk"),
     ground_episodes: int = typer.Option(20, "--ground-episodes", min=1,
                                         help="closed-loop episodes per operating point"),
     report_json: Path | None = typer.Option(None, "--report-json",
@@ -67,19 +67,17 @@ def compile_cmd(
     console.print(f"wrote {out} ({len(result.image):,} bytes, target {target}) in {seconds:.1f} s")
 
 
-def parse_points(text: str) -> tuple[int | None, ...]:
-    """``"ddpm,10,5"`` -> (None, 10, 5); DDIM counts must lie in 1..K (checked by the
-    sampler when the compile reaches them, here for the form only)."""
-    out: list[int | None] = []
+def parse_points(text: str) -> tuple[tuple[int | None, int | None], ...]:
+    """``"ddpm/2,ddpm,10,5"`` -> ((None, 2), (None, None), (10, None), (5, None)): DDIM step
+    counts (``ddpm`` = all K steps), optionally ``/R`` actions executed per chunk."""
+    out: list[tuple[int | None, int | None]] = []
     for item in text.split(","):
-        item = item.strip().lower()
-        if item == "ddpm":
-            out.append(None)
-        elif item.isdigit() and int(item) >= 1:
-            out.append(int(item))
-        else:
-            raise SpikeflightError(f"--operating-points: {item!r} is neither 'ddpm' nor a "
-                                   "positive step count")
+        steps, _, replan = item.strip().lower().partition("/")
+        if not (steps == "ddpm" or steps.isdigit() and int(steps) >= 1) or \
+                (replan and not (replan.isdigit() and int(replan) >= 1)):
+            raise SpikeflightError(f"--operating-points: {item.strip()!r} is not 'ddpm' or a "
+                                   "positive step count, optionally followed by /actions")
+        out.append((None if steps == "ddpm" else int(steps), int(replan) if replan else None))
     return tuple(out)
 
 

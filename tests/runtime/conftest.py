@@ -23,7 +23,8 @@ def flight_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("flight")
     private, public = save_keypair(root / "flight")
-    opts = CompileOptions(target="loihi2", operating_points=(None, 10, 5), ground_episodes=6)
+    points = ((None, 2), (None, None), (10, None), (5, None))
+    opts = CompileOptions(target="loihi2", operating_points=points, ground_episodes=6)
     result = compile_policy(SHIPPED, opts, load_private_key(private))
     image = write_image(root / "hatch.sfimg", result.image)
     return image, public

@@ -20,6 +20,7 @@ from runtime.keys import save_keypair
 from runtime.loader import load_flight_policy
 from runtime.telemetry import Telemetry, read_telemetry
 from runtime.watchdog import Watchdog
+from runtime.world_model import Verdict
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +175,24 @@ def test_flight_under_a_budget_never_exceeds_it(flight_image) -> None:
     starved = fly(policy, env, FlightConfig(backend="onnx-fixed", budget_w=0.5 * cheapest), 1,
                   SEED)
     assert starved["chunks"] == 0 and starved["safe_steps"] > 0
+
+
+class VetoAll:
+    """A world model that distrusts every chunk."""
+
+    def screen(self, obs, chunk):
+        return Verdict(accept=False, anomaly=3.0, flagged=True, reason="predicted collision")
+
+
+def test_world_model_veto_holds_position_and_flags_the_anomaly(flight_image,
+                                                               tmp_path: Path) -> None:
+    policy = load_flight_policy(*flight_image)
+    env = Recorder(make_env("hatch"))
+    with Telemetry(None) as tel:
+        chain = chain_for(policy, "onnx-float", on_event=tel.event)
+        ex = Executive(policy, chain, tel, guard=VetoAll())
+        res = ex.run_episode(env, SEED, max_steps=5)
+        chain.close()
+        names = [r["name"] for r in tel.events()]
+    assert res.safe_steps == 5 and all(np.all(a[:-1] == 0) for a in env.actions)
+    assert names.count("world_model_veto") == 5 and names.count("anomaly") == 5

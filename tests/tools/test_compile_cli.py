@@ -57,8 +57,9 @@ def test_shipped_policy_compiles_for_loihi2_with_every_check_passing(shipped_ima
     assert all(0.02 < r["firing_rate"] < 0.5 for r in rows)
     assert "compile report" in res.stdout and "0 mismatching" in res.stdout
     points = {p["name"]: p for p in m["operating_points"]}
-    assert list(points) == ["ddpm20", "ddim10", "ddim5", "ddim3"]
-    energies = [p["energy_j"] for p in points.values()]
+    assert list(points) == ["ddpm20-r2", "ddpm20", "ddim10", "ddim5", "ddim3"]
+    assert points["ddpm20-r2"]["replan"] == 2 and points["ddpm20"]["replan"] == 4
+    energies = [p["energy_j"] for p in list(points.values())[1:]]
     assert energies == sorted(energies, reverse=True) and energies[-1] > 0
     assert points["ddpm20"]["success_rate"] >= 0.7 and points["ddpm20"]["ground_episodes"] == 20
     assert report["manifest"]["conformance"] == conf and report["compile_seconds"] > 0
@@ -109,8 +110,9 @@ def test_network_beyond_the_chip_fails_with_every_violation_and_writes_nothing(
 @pytest.mark.parametrize("args,needle", [
     (["--target", "fpga"], "--target must be one of"),
     (["--key", "missing-key"], "missing-key"),
-    (["--operating-points", "ddpm,fast"], "'fast' is neither"),
+    (["--operating-points", "ddpm,fast"], "'fast' is not"),
     (["--operating-points", "ddpm,50"], "must be in 1..20"),
+    (["--operating-points", "ddpm/9"], "actions per chunk must be in 1..4"),
 ])
 def test_bad_arguments_fail_in_one_line(tmp_path: Path, key: Path, args: list[str],
                                         needle: str) -> None:
