@@ -4,8 +4,9 @@ operating point around the float or the fixed-point denoiser.
 Inputs: ``obs`` (B, obs_dim) raw, ``x`` (B, A) the initial noise x_{K-1}, ``ks`` (n,) the
 step indices, ``coef`` (n, 5) the per-step rows ``(s0, s1, a, b, c)`` of
 ``runtime.sampler.Sampler.coefficients``, ``z`` (n, B, A) the step noise; outputs
-``x0`` (B, A), the clean normalised chunk, and for spiking networks ``spikes`` (L,), the
-spikes each population fired over the chunk (for energy and firing-rate telemetry).
+``x0`` (B, A), the clean normalised chunk, and for spiking networks ``step_spikes``
+(n, L), the spikes each population fired in each denoising step (for energy, per-phase
+attribution and firing-rate telemetry).
 Each loop iteration i:
 
     eps    = denoiser(obs, x, ks[i])   (the state current c * g_t is computed once, before)
@@ -48,12 +49,11 @@ def _loop_body(net: FoldedNet, den: Denoise, spiking: bool) -> onnx.GraphProto:
     inputs = [value("i", I64, []), value("cond_in", np.bool_, []),
               value("x_in", F64, ["B", net.action_size])]
     outputs = [value("cond_out", np.bool_, []), value(x_next, F64, ["B", net.action_size])]
-    if spiking:
+    if spiking:  # scan output: this step's spikes per population
         totals = [b.op("Unsqueeze", b.op("ReduceSum", n, keepdims=0), b.const([0], I64))
                   for n in counts]
-        b.op("Add", "s_in", b.op("Concat", *totals, axis=0), name="s_out")
-        inputs.append(value("s_in", F64, [len(counts)]))
-        outputs.append(value("s_out", F64, [len(counts)]))
+        b.op("Concat", *totals, axis=0, name="step_spikes_out")
+        outputs.append(value("step_spikes_out", F64, [len(counts)]))
     return b.graph("denoising_step", inputs, outputs)
 
 
@@ -68,16 +68,15 @@ def build_chunk(net: FoldedNet, core: FixedCore | None = None) -> onnx.ModelProt
     b = GraphBuilder()
     b.op("Identity", state_current(b, net, "obs", F64), name="state")  # once per chunk
     n = b.op("Gather", b.op("Shape", "ks"), b.const(0, I64), axis=0)
-    carried = ["x"]
     outputs = [value("x0", F64, ["B", net.action_size])]
     if net.spiking:
-        carried.append(b.const(np.zeros(len(net.widths)), F64))
-        outputs.append(value("spikes", F64, [len(net.widths)]))
-    names = ["x0", "spikes"][:len(carried)]
-    loop_out = b.op("Loop", n, b.const(True, np.bool_), *carried, outputs=len(carried),
-                    body=_loop_body(net, den, net.spiking))
-    for got, name in zip([loop_out] if len(carried) == 1 else loop_out, names, strict=True):
-        b.op("Identity", got, name=name)
+        x_out, per_step = b.op("Loop", n, b.const(True, np.bool_), "x", outputs=2,
+                               body=_loop_body(net, den, True))
+        b.op("Identity", per_step, name="step_spikes")
+        outputs.append(value("step_spikes", F64, ["n", len(net.widths)]))
+    else:
+        x_out = b.op("Loop", n, b.const(True, np.bool_), "x", body=_loop_body(net, den, False))
+    b.op("Identity", x_out, name="x0")
     inputs = [value("obs", F64, ["B", net.enc_w1.shape[1]]),
               value("x", F64, ["B", net.action_size]),
               value("ks", I64, ["n"]), value("coef", F64, ["n", 5]),

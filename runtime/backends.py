@@ -1,9 +1,9 @@
 """Backends behind one interface: one call computes a whole action chunk where it can.
 
-``Backend.chunk(obs, x, ks, coef, z) -> (x0, spikes)``: the clean normalised chunk
+``Backend.chunk(obs, x, ks, coef, z) -> (x0, step_spikes)``: the clean normalised chunk
 (B, A) from the initial noise ``x`` and the per-step noise ``z`` of an operating point's
 denoising steps ``ks`` with sampler coefficients ``coef`` (``runtime.sampler``), and the
-spikes each population fired over the chunk (``None`` for the ANN twin).
+spikes each population fired in each step, (n, L) (``None`` for the ANN twin).
 
 - ``onnx-float`` / ``onnx-fixed``: the image's ``chunk.onnx`` / ``chunk_fixed.onnx``, one
   ONNX Runtime call per chunk (a ``Loop`` over the steps).
@@ -96,7 +96,7 @@ class LavaBackend(Backend):
 
     def chunk(self, obs, x, ks, coef, z) -> ChunkResult:
         net, core = self.policy.net, self.policy.core
-        spikes = np.zeros(len(net.widths))
+        spikes = np.zeros((len(ks), len(net.widths)))
         x = np.array(x, np.float64)
         for i, k in enumerate(ks):
             kk = np.full(len(x), k, np.int64)
@@ -104,7 +104,7 @@ class LavaBackend(Backend):
             counts = []
             for b in range(len(x)):  # Lava runs one evaluation per call
                 rasters = self.lava.run(a_in[:, b:b + 1].transpose(1, 0, 2))
-                spikes += [r.sum() for r in rasters]
+                spikes[i] += [r.sum() for r in rasters]
                 counts.append(rasters[-1][0].sum(0))
             eps = net.readout(np.asarray(counts, np.float64))
             x = Sampler.step(x, eps, coef[i], z[i])
@@ -178,8 +178,11 @@ class FallbackChain:
 
 def chain_for(policy: FlightPolicy, choice: str, on_event: EventFn | None = None
               ) -> FallbackChain:
-    """``auto``: the target's order (loihi2: lava -> onnx-fixed -> onnx-float); a backend
-    name: that one only."""
-    order = DEFAULT_ORDER[policy.target] if choice == "auto" else (choice,)
+    """``auto``: the target's order (loihi2: lava -> onnx-fixed -> onnx-float); ``onnx``:
+    the same without Lava (host-side runs, profiling); a backend name: that one only."""
+    if choice in ("auto", "onnx"):
+        order = tuple(n for n in DEFAULT_ORDER[policy.target] if choice == "auto" or n != "lava")
+    else:
+        order = (choice,)
     return FallbackChain([make_backend(n, policy) for n in order
                           if n != "lava" or policy.core is not None], on_event)

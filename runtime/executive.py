@@ -6,11 +6,13 @@ Per chunk, in mission time t = steps x control period:
     x, z   = draws from the episode's seeded generator (runtime.sampler order)
     x0, n  = backend chain .chunk(obs, x, ks_op, coef_op, z)   one call where possible
     chunk  = unnormalise(x0)                          -> world-model guard -> actuators
-    E      = energy of the chunk from its measured spikes n (cmos45-horowitz2014)
+    E      = energy of the chunk from its measured spikes n (cmos45-horowitz2014 applied to
+             the chunk's phases, runtime.phases)
 
 A deadline miss (watchdog) drops the late chunk and holds position for one control step;
 a vetoed chunk (world model) holds position too. Telemetry records per chunk the channels
-latency_ms, energy_j, operating_point, backend, firing_rates and governor_state, and the
+latency_ms, energy_j, operating_point, backend, firing_rates, governor_state and phases
+(``runtime.phases``: per-phase operations and wall times for energy attribution), and the
 events (fallback, deadline_miss, governor_state, safe_mode, world_model_veto, anomaly).
 Everything random comes from ``numpy.random.default_rng([seed, 0x5F])`` per episode, so an
 episode is deterministic for a given seed and backend arithmetic.
@@ -19,21 +21,24 @@ episode is deterministic for a given seed and backend arithmetic.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from hardware.energy import CMOS45, PJ
+from hardware.energy import CMOS45
+from hardware.energy_models import MODELS
 from runtime.backends import FallbackChain
 from runtime.governor import OperatingPoint, PowerGovernor
 from runtime.loader import FlightPolicy
+from runtime.phases import chunk_phases, compute_phases
 from runtime.sampler import unnormalise
 from runtime.telemetry import Telemetry
 from runtime.watchdog import Watchdog
 from runtime.world_model import NoGuard, WorldModelGuard
 
 CONTROL_DT_S = 0.05  # 20 Hz
+CMOS45_MODEL = MODELS[CMOS45.name]
 
 
 def operating_points(policy: FlightPolicy) -> list[OperatingPoint]:
@@ -46,16 +51,6 @@ def operating_points(policy: FlightPolicy) -> list[OperatingPoint]:
                            micro_steps=policy.net.micro_steps, replan=int(p["replan"]),
                            energy_j=float(p["energy_j"]), success_rate=p["success_rate"],
                            energy_source=p["energy_source"]) for p in pts]
-
-
-def chunk_energy(policy: FlightPolicy, spikes: np.ndarray | None, evaluations: int) -> float:
-    """cmos45 energy (J) of one chunk: 4.6 pJ x analog MACs + 0.9 pJ x spikes x fan-out
-    (the ANN twin: 4.6 pJ x MACs)."""
-    lay = policy.layout()
-    if spikes is None:
-        return CMOS45.ann_joules(lay.ann_macs(evaluations))
-    acs = float(np.dot(spikes, lay.fan_out()))
-    return (CMOS45.mac_pj * lay.analog_macs(evaluations) + CMOS45.ac_pj * acs) * PJ
 
 
 @dataclass
@@ -76,11 +71,13 @@ class Executive:
     def __init__(self, policy: FlightPolicy, chain: FallbackChain, telemetry: Telemetry,
                  governor: PowerGovernor | None = None, watchdog: Watchdog | None = None,
                  guard: WorldModelGuard | None = None,
-                 control_dt_s: float = CONTROL_DT_S) -> None:
+                 control_dt_s: float = CONTROL_DT_S, record_phases: bool = True) -> None:
         self.policy, self.chain, self.telemetry = policy, chain, telemetry
         self.governor, self.watchdog = governor, watchdog
         self.guard = guard or NoGuard()
         self.dt = control_dt_s
+        self.record_phases = record_phases
+        self.layout = policy.layout()
         self.points = operating_points(policy)
         self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
         self.t = 0.0  # mission time, s
@@ -101,13 +98,16 @@ class Executive:
         guard = self.watchdog.guard(res.chunks) if self.watchdog else None
         if guard is not None:
             with guard as g:
-                x0, spikes = self.chain.chunk(obs[None], x, ks, coef, z)
+                x0, step_spikes = self.chain.chunk(obs[None], x, ks, coef, z)
             missed = g.missed
         else:
-            x0, spikes = self.chain.chunk(obs[None], x, ks, coef, z)
+            x0, step_spikes = self.chain.chunk(obs[None], x, ks, coef, z)
             missed = False
-        latency = (time.perf_counter() - t0) * 1e3
-        energy = chunk_energy(self.policy, spikes, len(ks))
+        t1 = time.perf_counter()
+        latency = (t1 - t0) * 1e3
+        spikes = None if step_spikes is None else np.asarray(step_spikes).sum(0)
+        work = compute_phases(self.layout, ks, step_spikes, t1 - t0)
+        energy = sum(CMOS45_MODEL.joules(p) for p in work)
         res.chunks += 1
         res.energy_j += energy
         res.latencies_ms.append(latency)
@@ -130,7 +130,12 @@ class Executive:
             res.deadline_misses += 1
             return None
         chunk = unnormalise(x0, self.policy.act_lo, self.policy.act_hi, self.policy.chunk)[0]
+        t2 = time.perf_counter()
         verdict = self.guard.screen(obs, chunk)
+        if self.record_phases:
+            phases = chunk_phases(work, t2 - t1, time.perf_counter() - t2, op.replan * self.dt)
+            tel.channel("phases", [asdict(p) for p in phases], mission_s=self.t,
+                        wall_s=(t0, t2))
         if verdict.flagged:
             tel.event("anomaly", severity="warning", score=verdict.anomaly, reason=verdict.reason)
         if not verdict.accept:

@@ -38,10 +38,12 @@ class FlightConfig:
 
 
 def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0: int,
-        on_episode: Callable[[EpisodeResult], None] | None = None) -> dict[str, Any]:
-    """Run ``episodes`` episodes with seeds ``seed0 ..`` and return the summary dict."""
+        on_episode: Callable[[EpisodeResult], None] | None = None,
+        telemetry: Telemetry | None = None) -> dict[str, Any]:
+    """Run ``episodes`` episodes with seeds ``seed0 ..`` and return the summary dict;
+    ``telemetry``: an open recorder to use instead of one on ``cfg.telemetry``."""
     governor = None
-    with Telemetry(cfg.telemetry) as tel:
+    with telemetry or Telemetry(cfg.telemetry) as tel:
         if cfg.budget_w is not None or cfg.budget_j is not None:
             governor = PowerGovernor(operating_points(policy),
                                      Budget(watts=cfg.budget_w, window_s=cfg.window_s,
@@ -86,7 +88,8 @@ def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightCon
         "success_rate": wins / n if n else 0.0, "success_ci95": list(wilson_interval(wins, n)),
         "backends": backends, "fallbacks": fallbacks,
         "deadline_misses": sum(r.deadline_misses for r in results),
-        "safe_steps": sum(r.safe_steps for r in results), "chunks": chunks,
+        "safe_steps": sum(r.safe_steps for r in results), "chunks": chunks, "steps": steps,
+        "mission_s": steps * cfg.control_dt_s,
         "latency_ms_p50": float(np.median(lat)) if lat.size else float("nan"),
         "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "energy_source": CMOS45.name,

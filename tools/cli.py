@@ -23,6 +23,7 @@ from tools import (
     eval_cmd,
     image_cmd,
     keys_cmd,
+    power_cmd,
     run_cmd,
     sim_cmd,
     train_cmd,
@@ -36,6 +37,7 @@ app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(image_cmd.app, name="image")
+app.add_typer(power_cmd.app, name="power")
 app.command("compile")(compile_cmd.compile_cmd)
 app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("run")(run_cmd.run_cmd)

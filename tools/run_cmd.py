@@ -24,7 +24,7 @@ def run_cmd(
                                           help="energy budget per episode (J)"),
     window_s: float = typer.Option(2.0, "--window-s", help="power-budget window (s)"),
     backend: str = typer.Option("auto", "--backend",
-                                help="auto | lava | onnx-fixed | onnx-float"),
+                                help="auto | onnx | lava | onnx-fixed | onnx-float"),
     deadline_ms: float | None = typer.Option(None, "--deadline-ms",
                                              help="per-chunk deadline (watchdog)"),
     telemetry: Path | None = typer.Option(None, "--telemetry", help="JSON-lines telemetry file"),
@@ -37,8 +37,8 @@ def run_cmd(
     from runtime.flight import FlightConfig, fly
     from runtime.loader import load_flight_policy
 
-    if backend not in (*BACKENDS, "auto"):
-        raise SpikeflightError(f"--backend must be auto or one of {', '.join(BACKENDS)}, "
+    if backend not in (*BACKENDS, "auto", "onnx"):
+        raise SpikeflightError(f"--backend must be auto, onnx or one of {', '.join(BACKENDS)}, "
                                f"got {backend!r}")
     policy = load_flight_policy(image, pubkey)  # verified before anything runs
     task = task or policy.task
