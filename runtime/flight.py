@@ -35,6 +35,7 @@ class FlightConfig:
     deadline_ms: float | None = None
     telemetry: Path | None = None
     control_dt_s: float = CONTROL_DT_S
+    record_phases: bool = True  # per-phase records in telemetry (power profiling)
 
 
 def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0: int,
@@ -54,7 +55,8 @@ def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0:
         chain = chain_for(policy, cfg.backend, on_event=tel.event)
         backends = [chain.current.name]
         try:
-            ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s)
+            ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s,
+                           record_phases=cfg.record_phases)
             results = []
             for i in range(episodes):
                 res = ex.run_episode(env, seed0 + i)
