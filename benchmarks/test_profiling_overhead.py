@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from hardware.power_sensors import Sampler, open_sensor
-
 from hardware.sim.registry import make_env
 from runtime.flight import FlightConfig, fly
 from runtime.loader import load_flight_policy

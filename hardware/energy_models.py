@@ -36,9 +36,10 @@ class EnergyModelError(SpikeflightError):
     """Unknown model name or a bad profile file."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class PhaseCounts:
-    """What one phase of one chunk did. ``compute`` is False for idle time."""
+    """What one phase of one chunk did (a plain record: the runtime fills in ``seconds``
+    once the phase's share of the backend call is known). ``compute`` is False for idle."""
 
     name: str
     seconds: float = 0.0

@@ -21,7 +21,7 @@ episode is deterministic for a given seed and backend arithmetic.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -134,7 +134,7 @@ class Executive:
         verdict = self.guard.screen(obs, chunk)
         if self.record_phases:
             phases = chunk_phases(work, t2 - t1, time.perf_counter() - t2, op.replan * self.dt)
-            tel.channel("phases", [asdict(p) for p in phases], mission_s=self.t,
+            tel.channel("phases", [dict(vars(p)) for p in phases], mission_s=self.t,
                         wall_s=(t0, t2))
         if verdict.flagged:
             tel.event("anomaly", severity="warning", score=verdict.anomaly, reason=verdict.reason)

@@ -11,8 +11,6 @@ plus synaptic events); decode and the guard are timed directly.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from hardware.energy import Layout
@@ -43,7 +41,9 @@ def compute_phases(layout: Layout, ks: np.ndarray, step_spikes: np.ndarray | Non
     work = [encode, *steps]
     ops = np.array([p.analog_macs + p.ann_macs + p.synops for p in work])
     shares = ops / ops.sum() if ops.sum() > 0 else np.full(len(work), 1 / len(work))
-    return [replace(p, seconds=float(plan_s * w)) for p, w in zip(work, shares, strict=True)]
+    for p, w in zip(work, shares, strict=True):
+        p.seconds = float(plan_s * w)
+    return work
 
 
 def chunk_phases(work: list[PhaseCounts], decode_s: float, guard_s: float,

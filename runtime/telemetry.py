@@ -125,11 +125,11 @@ class Telemetry:
             if key in record:
                 raise TelemetryError(f"telemetry {record['name']!r}: field {key!r} is reserved")
             record[key] = _plain(value)
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         with self._lock:
             if self.closed:
                 raise TelemetryError(f"telemetry {record['name']!r}: written after close()")
             if self._fd is not None:
+                line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
                 try:
                     view = memoryview(line)
                     while view:  # one write() in practice; loop on a short write

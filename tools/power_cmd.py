@@ -31,8 +31,9 @@ def _open_sampler(sensor: str | None, allow_model: bool, period_s: float):
         return Sampler(open_sensor(sensor), period_s=period_s, clock=time.perf_counter)
     except SensorError as exc:
         if not allow_model:
-            raise SpikeflightError(f"{exc} (or pass --allow-model to profile with energy "
-                                   "models only)") from exc
+            hint = "" if "--allow-model" in str(exc) else \
+                " (or pass --allow-model to profile with energy models only)"
+            raise SpikeflightError(f"{exc}{hint}") from exc
         err_console.print(f"warning: {exc}; --allow-model: profiling with energy models only")
         return None
 

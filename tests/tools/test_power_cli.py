@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -109,3 +110,22 @@ def test_unknown_model_fails_before_flying(flight_image, tmp_path: Path) -> None
     image, pub = flight_image
     res = cli("power", "profile", str(image), "--pubkey", str(pub), "-m", "tpu-2031")
     assert_one_line_error(res, "unknown energy model 'tpu-2031'")
+
+
+def test_replayed_sensor_trace_is_attributed_and_labelled(flight_image, tmp_path: Path) -> None:
+    image, pub = flight_image
+    trace = tmp_path / "trace.csv"
+    rows = ["t_s,power_w"] + [f"{i * 0.001:.3f},2.0" for i in range(20_000)]  # 2 W for 20 s
+    trace.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run.json"
+    res = cli("power", "profile", str(image), "--pubkey", str(pub), "-n", "1",
+              "--sensor", f"replay:{trace}", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    rec = json.loads(out.read_text())
+    sen = rec["totals"]["sensor"]
+    assert rec["sensor"]["source"].startswith("replay") and "dropped" in res.stdout
+    assert sen["average_w"] == pytest.approx(2.0, rel=0.02)  # the trace's constant power
+    busy = sum(r["sensor"] for r in rec["chunks"])
+    assert busy == pytest.approx(sum(v for k, v in sen["phases"].items() if k != "idle"))
+    assert sen["j_per_chunk"] == pytest.approx(2.0 * np.mean([r["seconds"] for r in
+                                                              rec["chunks"]]), rel=0.25)
