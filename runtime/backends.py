@@ -81,6 +81,9 @@ class OnnxBackend(Backend):
 
 
 class LavaBackend(Backend):
+    """The chip (``loihi2-hw``) where lava-loihi is installed, else its bit-accurate
+    simulation (``fixed_pt``)."""
+
     name = "lava"
 
     def __init__(self, policy: FlightPolicy, tag: str = "fixed_pt") -> None:
@@ -118,7 +121,9 @@ class LavaBackend(Backend):
 
 def make_backend(name: str, policy: FlightPolicy) -> Backend:
     if name == "lava":
-        return LavaBackend(policy)
+        from runtime.lava_core import HW_TAG, loihi2_hardware_available
+
+        return LavaBackend(policy, HW_TAG if loihi2_hardware_available() else "fixed_pt")
     if name in ("onnx-fixed", "onnx-float"):
         return OnnxBackend(policy, fixed=name == "onnx-fixed")
     raise BackendError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)} or auto)")
