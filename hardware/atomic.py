@@ -22,7 +22,12 @@ class AtomicFile:
     removes the temporary file on an exception; ``commit()``/``abort()`` do the same for
     writers that outlive one block."""
 
-    def __init__(self, target: str | os.PathLike, suffix: str = ".partial") -> None:
+    def __init__(self, target: str | os.PathLike, suffix: str = ".partial",
+                 mode: int | None = None) -> None:
+        """``mode``: permissions of the published file (default: 0666 less the umask);
+        ``mkstemp`` creates the temporary file 0600, so a secret given ``mode=0o600`` is
+        never readable by others, not even for a moment."""
+        self.mode = mode
         self.target = Path(target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=suffix,
@@ -33,7 +38,7 @@ class AtomicFile:
     def commit(self) -> Path:
         with open(self.path, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(self.path, 0o666 & ~_umask())
+        os.chmod(self.path, 0o666 & ~_umask() if self.mode is None else self.mode)
         os.replace(self.path, self.target)
         dir_fd = os.open(self.target.parent, os.O_RDONLY)
         try:

@@ -34,23 +34,6 @@ class KeyFileError(SpikeflightError):
     """A key file is missing, exists already, or does not hold the expected Ed25519 key."""
 
 
-class _SecretFile(AtomicFile):
-    """An :class:`AtomicFile` published with mode 0600 (never readable by others, not even
-    for a moment: the temporary file is created 0600 and keeps that mode)."""
-
-    def commit(self) -> Path:
-        with open(self.path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(self.path, 0o600)
-        os.replace(self.path, self.target)
-        dir_fd = os.open(self.target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return self.target
-
-
 def generate_keypair() -> tuple[Ed25519PrivateKey, Ed25519PublicKey]:
     """A fresh Ed25519 key pair from the OS's random source."""
     private = Ed25519PrivateKey.generate()
@@ -112,7 +95,7 @@ def save_keypair(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     try:
-        priv_file, pub_file = _SecretFile(priv_path), AtomicFile(pub_path)
+        priv_file, pub_file = AtomicFile(priv_path, mode=0o600), AtomicFile(pub_path)
     except OSError as exc:
         raise KeyFileError(f"cannot write key files {priv_path}: {exc.strerror}") from exc
     try:

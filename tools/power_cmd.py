@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
-from tools.progress import console, err_console, progress_bar
+from tools.progress import console, episode_counter, err_console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Energy and power of policy images.")
 DEFAULT_MODELS = ["cmos45-horowitz2014", "loihi1-davies2018"]
@@ -57,12 +57,7 @@ def _run(image: Path, pubkey: Path, task: str | None, episodes: int, seed: int,
     sampler = _open_sampler(sensor, allow_model, period_s)
     with progress_bar() as bar:
         job = bar.add_task(f"profile {image.name}", total=episodes, status="")
-        wins = 0
-
-        def on_episode(res) -> None:
-            nonlocal wins
-            wins += res.success
-            bar.update(job, advance=1, status=f"success {wins}")
+        on_episode = episode_counter(bar, job)
 
         record = profile(policy, env, energy_models, episodes, seed,
                          FlightConfig(backend=backend), sampler, on_episode)

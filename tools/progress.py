@@ -7,6 +7,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -21,3 +22,14 @@ def progress_bar() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=err_console, transient=False)
+
+
+def episode_counter(bar: Progress, job: TaskID):
+    """A per-episode callback advancing ``job`` and showing the successes so far."""
+    wins = 0
+
+    def on_episode(res) -> None:
+        nonlocal wins
+        wins += bool(res.success)
+        bar.update(job, advance=1, status=f"success {wins}")
+    return on_episode

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
-from tools.progress import console, progress_bar
+from tools.progress import console, episode_counter, progress_bar
 
 
 def run_cmd(
@@ -47,12 +47,7 @@ def run_cmd(
                        deadline_ms=deadline_ms, telemetry=telemetry)
     with progress_bar() as bar:
         job = bar.add_task(f"run {image.name} on {task}", total=episodes, status="")
-        wins = 0
-
-        def on_episode(res) -> None:
-            nonlocal wins
-            wins += res.success
-            bar.update(job, advance=1, status=f"success {wins}")
+        on_episode = episode_counter(bar, job)
 
         summary = fly(policy, env, cfg, episodes, seed, on_episode=on_episode)
     env.close()
