@@ -37,6 +37,18 @@ class FlightConfig:
     control_dt_s: float = CONTROL_DT_S
     record_phases: bool = True  # per-phase records in telemetry (power profiling)
 
+    def __post_init__(self) -> None:
+        """Check budgets and deadline now, so bad input fails before anything flies."""
+        self.budget()
+        if self.deadline_ms is not None:
+            Watchdog(self.deadline_ms / 1e3)
+
+    def budget(self) -> Budget | None:
+        if self.budget_w is None and self.budget_j is None:
+            return None
+        return Budget(watts=self.budget_w, window_s=self.window_s,
+                      joules_per_episode=self.budget_j)
+
 
 def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0: int,
         on_episode: Callable[[EpisodeResult], None] | None = None,
@@ -45,10 +57,9 @@ def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0:
     ``telemetry``: an open recorder to use instead of one on ``cfg.telemetry``."""
     governor = None
     with telemetry or Telemetry(cfg.telemetry) as tel:
-        if cfg.budget_w is not None or cfg.budget_j is not None:
-            governor = PowerGovernor(operating_points(policy),
-                                     Budget(watts=cfg.budget_w, window_s=cfg.window_s,
-                                            joules_per_episode=cfg.budget_j),
+        budget = cfg.budget()
+        if budget is not None:
+            governor = PowerGovernor(operating_points(policy), budget,
                                      control_dt_s=cfg.control_dt_s, on_event=tel.event)
         watchdog = (Watchdog(cfg.deadline_ms / 1e3, on_event=tel.event)
                     if cfg.deadline_ms is not None else None)

@@ -40,11 +40,11 @@ def run_cmd(
     if backend not in (*BACKENDS, "auto", "onnx"):
         raise SpikeflightError(f"--backend must be auto, onnx or one of {', '.join(BACKENDS)}, "
                                f"got {backend!r}")
+    cfg = FlightConfig(backend=backend, budget_w=budget_w, budget_j=budget_j, window_s=window_s,
+                       deadline_ms=deadline_ms, telemetry=telemetry)  # checks budgets, deadline
     policy = load_flight_policy(image, pubkey)  # verified before anything runs
     task = task or policy.task
     env = make_env(task)
-    cfg = FlightConfig(backend=backend, budget_w=budget_w, budget_j=budget_j, window_s=window_s,
-                       deadline_ms=deadline_ms, telemetry=telemetry)
     with progress_bar() as bar:
         job = bar.add_task(f"run {image.name} on {task}", total=episodes, status="")
         on_episode = episode_counter(bar, job)

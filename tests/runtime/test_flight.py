@@ -196,3 +196,16 @@ def test_world_model_veto_holds_position_and_flags_the_anomaly(flight_image,
         names = [r["name"] for r in tel.events()]
     assert res.safe_steps == 5 and all(np.all(a[:-1] == 0) for a in env.actions)
     assert names.count("world_model_veto") == 5 and names.count("anomaly") == 5
+
+
+@pytest.mark.parametrize("args,needle", [(["--budget-w", "-1"], "watts must be > 0"),
+                                         (["--deadline-ms", "0"], "deadline must be a positive"),
+                                         (["--budget-w", "1", "--window-s", "0"], "window_s")])
+def test_bad_budget_or_deadline_fails_before_flying(flight_image, tmp_path: Path, args,
+                                                    needle: str) -> None:
+    image, pub = flight_image
+    telemetry = tmp_path / "t.jsonl"
+    res = cli("run", str(image), "--pubkey", str(pub), "-n", "1", "--telemetry",
+              str(telemetry), *args)
+    assert_one_line_error(res, needle)
+    assert not telemetry.exists()
