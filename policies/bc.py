@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -101,17 +101,30 @@ def resumable_config(run_dir: Path, task: str, kind: str) -> PolicyConfig | None
 
 
 def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: TrainConfig,
-             run_dir: Path, on_step: StepCallback | None = None) -> TrainResult:
-    """Train (or resume training in ``run_dir``) and checkpoint there."""
+             run_dir: Path, on_step: StepCallback | None = None,
+             init: Path | None = None) -> TrainResult:
+    """Train (or resume training in ``run_dir``) and checkpoint there.
+
+    ``init``: a checkpoint to start from instead of random weights (its config, weights
+    and normalisers are taken; the SDLI strength stays at its maximum, no ramp), as the
+    DAgger rounds do; ignored when ``run_dir`` holds a run to resume."""
     torch.set_num_threads(train_cfg.threads)
     run_dir = Path(run_dir)
     saved_cfg = resumable_config(run_dir, task, policy_cfg.kind)
     resuming = saved_cfg is not None
+    start_weights = None
+    if not resuming and init is not None:
+        init_dir, init_cfg = read_config(init)
+        policy_cfg = replace(PolicyConfig.from_dict(init_cfg["policy"]), sdli_ramp_iters=0)
+        start_weights = load_weights(init_dir)
     policy_cfg = saved_cfg or policy_cfg
     torch.manual_seed(train_cfg.seed)
     model = DiffusionPolicy(policy_cfg)
-    model.obs_norm.load_state_dict(MinMax.fit(data.obs).state_dict())
-    model.act_norm.load_state_dict(MinMax.fit(data.actions).state_dict())
+    if start_weights is not None:
+        model.load_state_dict(start_weights)
+    else:
+        model.obs_norm.load_state_dict(MinMax.fit_robust(data.obs).state_dict())
+        model.act_norm.load_state_dict(MinMax.fit(data.actions).state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr,
                                   weight_decay=train_cfg.weight_decay)
     gen = torch.Generator().manual_seed(train_cfg.seed)

@@ -1,8 +1,10 @@
 """Behaviour-cloning samples from demonstration files: (observation, action chunk) pairs.
 
-For every step ``t`` of a successful demonstration: ``obs[t]`` and
-``actions[t : t + chunk]``; chunks running past the end repeat the last action (the
-expert's final command), as Diffusion Policy pads its sequences.
+For every step ``t`` of a successful demonstration, and of every DAgger episode (whose
+actions are expert labels of the states the learner visited, so they teach even where
+the learner failed): ``obs[t]`` and ``actions[t : t + chunk]``; chunks running past the
+end repeat the last action (the expert's final command), as Diffusion Policy pads its
+sequences.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ class BcData:
 
 
 def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int) -> BcData:
-    """Read, check and window the successful episodes of ``path``."""
+    """Read, check and window the successful (or relabelled) episodes of ``path``."""
     episodes = read_episodes(path)
-    good = [ep for ep in episodes if ep.success]
+    good = [ep for ep in episodes if ep.success or ep.relabelled]
     if not good:
         raise DemoDataError(f"{path}: none of its {len(episodes)} episodes is successful")
     obs_l, act_l = [], []
@@ -50,7 +52,7 @@ def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int) -> Bc
             if not np.isfinite(arr).all():
                 row = int(np.argwhere(~np.isfinite(arr))[0, 0])
                 raise DemoDataError(f"{path}: non-finite value (NaN/inf) in {name} of the "
-                                    f"successful episode {i} (seed {ep.seed}), step {row}")
+                                    f"training episode {i} (seed {ep.seed}), step {row}")
         pad = np.concatenate([ep.actions, np.repeat(ep.actions[-1:], chunk - 1, axis=0)])
         idx = np.arange(ep.length)[:, None] + np.arange(chunk)[None, :]
         obs_l.append(obs)

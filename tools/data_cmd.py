@@ -25,15 +25,18 @@ def collect(
     noise: float = typer.Option(0.0, "--noise", min=0.0,
                                 help="DART noise: std of Gaussian noise added to executed "
                                      "motion commands (labels stay the expert's)"),
+    noise_per_step: bool = typer.Option(False, "--noise-per-step",
+                                        help="draw the noise afresh every step (default: "
+                                             "hold each draw for a 4-step action chunk)"),
 ) -> None:
     """Record scripted-expert episodes of a task into a robomimic-layout HDF5 file."""
-    from hardware.sim.collect import Rollout, env_args_for
+    from hardware.sim.collect import NOISE_HOLD, Rollout, env_args_for
     from hardware.sim.dataset import DemoWriter
 
-    roll = Rollout(task, expert, noise=noise)
+    roll = Rollout(task, expert, noise=noise, noise_hold=1 if noise_per_step else NOISE_HOLD)
     successes = 0
-    with DemoWriter(out, env_args_for(task, roll.env, roll.source, noise)) as writer, \
-            progress_bar() as bar:
+    args = env_args_for(task, roll.env, roll.source, noise, roll.noise_hold)
+    with DemoWriter(out, args) as writer, progress_bar() as bar:
         job = bar.add_task(f"collect {task}", total=episodes, status="")
         for i in range(episodes):
             ep = roll.episode(seed + i)

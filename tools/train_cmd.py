@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,6 +21,24 @@ def parse_widths(text: str) -> tuple[int, ...]:
     if not widths or min(widths) < 1:
         raise SpikeflightError(f"--hidden widths must be positive, got {text!r}")
     return widths
+
+
+def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert: bool,
+             iterations: int, **train: Any) -> tuple[Any, Any]:
+    """(PolicyConfig, TrainConfig) from the command-line options; checks them first."""
+    from hardware.sim.registry import make_env
+    from policies.bc import TrainConfig
+    from policies.config import KINDS, PolicyConfig
+
+    if policy not in KINDS:
+        raise SpikeflightError(f"--policy must be one of {', '.join(KINDS)}, got {policy!r}")
+    env = make_env(task)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    cfg = PolicyConfig(kind=policy, obs_dim=obs_dim, act_dim=act_dim, hidden=parse_widths(hidden),
+                       micro_steps=micro_steps, sdli_invert=sdli_invert,
+                       sdli_ramp_iters=min(5000, max(iterations // 2, 1)))
+    return cfg, TrainConfig(iterations=iterations, **train)
 
 
 @app.command("bc")
@@ -42,24 +61,15 @@ def bc(
 ) -> None:
     """Train a spiking diffusion policy (or its ANN twin); checkpoints go to --out and an
     interrupted run continues from its last checkpoint when started again."""
-    from hardware.sim.registry import make_env
-    from policies.bc import TrainConfig, resumable_config, train_bc
-    from policies.config import KINDS, PolicyConfig
+    from policies.bc import resumable_config, train_bc
     from policies.data import load_bc_data
 
-    if policy not in KINDS:
-        raise SpikeflightError(f"--policy must be one of {', '.join(KINDS)}, got {policy!r}")
-    env = make_env(task)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
-    cfg = PolicyConfig(kind=policy, obs_dim=obs_dim, act_dim=act_dim, hidden=parse_widths(hidden),
-                       micro_steps=micro_steps, sdli_invert=sdli_invert,
-                       sdli_ramp_iters=min(5000, max(iterations // 2, 1)))
-    data = load_bc_data(demos, cfg.chunk, obs_dim, act_dim)
+    cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
+                         batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                         checkpoint_every=checkpoint_every, rate_reg=rate_reg)
+    data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim)
     cfg = resumable_config(out, task, policy) or cfg  # checks before anything is drawn
-    tcfg = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
-                       threads=threads, checkpoint_every=checkpoint_every, rate_reg=rate_reg)
-    console.print(f"{policy} on {task}: {len(data)} samples from {data.episodes} successful "
+    console.print(f"{policy} on {task}: {len(data)} samples from {data.episodes} "
                   f"episodes, hidden {cfg.hidden}, T={cfg.micro_steps} -> {out}")
     with progress_bar() as bar:
         job = bar.add_task(f"train {policy}", total=iterations, status="")
@@ -74,3 +84,76 @@ def bc(
     tail = res.losses[-100:]
     console.print(f"done: {res.iteration} iterations, mean loss of the last {len(tail)} "
                   f"{sum(tail) / max(len(tail), 1):.4f}; checkpoint {out}")
+
+
+@app.command("dagger")
+def dagger(
+    task: str = typer.Option("hatch", "--task", "-t", help="cabin task (needs its expert)"),
+    demos: Path = typer.Option(..., "--demos", "-d", help="expert demonstration .hdf5"),
+    policy: str = typer.Option("sdp-sdli", "--policy", "-p", help="sdp | sdp-sdli | ann"),
+    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="DAgger rounds after BC"),
+    episodes: int = typer.Option(100, "--episodes", min=1, help="learner rollouts per round"),
+    beta: float = typer.Option(0.5, "--beta", min=0.0, max=1.0,
+                               help="expert share of the chunks in round 1"),
+    decay: float = typer.Option(0.5, "--decay", min=0.0, max=1.0,
+                                help="factor on the expert share per round"),
+    iterations: int = typer.Option(20000, "--iterations", "-n", min=1,
+                                   help="BC iterations of round 0"),
+    round_iterations: int = typer.Option(6000, "--round-iterations", min=1,
+                                         help="iterations per DAgger round"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    lr: float = typer.Option(3e-4, "--lr"),
+    hidden: str = typer.Option("256,256", "--hidden"),
+    micro_steps: int = typer.Option(4, "--micro-steps", "-T", min=2),
+    rate_reg: float = typer.Option(0.3, "--rate-reg", help="firing-rate penalty weight"),
+    sdli_invert: bool = typer.Option(False, "--sdli-invert", help="front-load the state"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(2, "--threads", min=1),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1),
+) -> None:
+    """Behaviour cloning, then DAgger rounds: roll out the learner (mixed with the expert),
+    label every visited state with the scripted expert, aggregate, retrain. The run
+    directory ends up an ordinary checkpoint; started again, it resumes."""
+    from hardware.sim.registry import TASKS
+    from policies.dagger import DaggerConfig, run_dagger
+
+    if task not in TASKS:
+        raise SpikeflightError(f"DAgger needs a scripted expert: --task must be one of "
+                               f"{', '.join(TASKS)}, got {task!r}")
+    cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
+                         batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                         checkpoint_every=checkpoint_every, rate_reg=rate_reg)
+    dcfg = DaggerConfig(rounds=rounds, episodes=episodes, beta0=beta, decay=decay,
+                        round_iterations=round_iterations)
+    console.print(f"DAgger {policy} on {task}: BC for {iterations} iterations, then "
+                  f"{rounds} rounds of {episodes} rollouts + {round_iterations} iterations "
+                  f"-> {out}")
+    with progress_bar() as bar:
+        jobs: dict[str, Any] = {}
+
+        def job(kind: str, r: int, total: int) -> Any:
+            key = f"{kind}{r}"
+            if key not in jobs:
+                jobs[key] = bar.add_task(f"round {r} {kind}", total=total, status="")
+            return jobs[key]
+
+        def on_step(r: int, i: int, loss: float) -> None:
+            total = iterations if r == 0 else round_iterations
+            if i % 50 == 0 or i == total:
+                bar.update(job("train", r, total), completed=i, status=f"loss {loss:.4f}")
+
+        wins: dict[int, int] = {}
+
+        def on_episode(r: int, ep: Any) -> None:
+            wins[r] = wins.get(r, 0) + bool(ep.success)
+            bar.update(job("rollouts", r, episodes), advance=1, status=f"success {wins[r]}")
+
+        def on_round(rec: Any) -> None:
+            what = ("behaviour cloning on the demonstrations" if rec.round == 0 else
+                    f"rollouts (beta {rec.beta:.3f}) {rec.successes}/{rec.episodes} successful")
+            console.print(f"round {rec.round}: {what}; trained on {rec.samples} samples")
+
+        res = run_dagger(task, demos, out, cfg, tcfg, dcfg, on_step=on_step,
+                         on_episode=on_episode, on_round=on_round)
+    console.print(f"done: {len(res.rounds)} rounds; checkpoint {out}")

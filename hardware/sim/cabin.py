@@ -6,12 +6,21 @@ at most ``MAX_DPOS_M`` = 0.05 m in the world frame, the next three to a rotation
 (axis * angle, world frame) of at most ``MAX_DROT_RAD`` = 0.5 rad, as robosuite's
 OSC_POSE delta controller. The gripper's pose target is the *current* pose plus that
 delta, so the controller never winds up against an obstacle; through the compliant drive
-(see ``scene``) a constant command moves the gripper by ``TRACKING_RATIO`` (about 73%) of
+(see ``scene``) a constant command moves the gripper by ``TRACKING_RATIO`` (about 76%) of
 the commanded step per control period once settled. ``grip > 0`` closes.
 
-Observation: ``gripper_pos`` (3, m, world) + ``gripper_quat`` (4, wxyz) +
-``finger_qpos`` (2, m, 0 = closed, 0.04 = open) + the task's features (see each task's
-``OBS_FIELDS``). ``CabinEnv.obs_layout()`` lists every field with its slice.
+Observation: ``gripper_pos`` (3, m, world) + ``gripper_rot6`` (6: the gripper's x and z
+axes in the world frame, the continuous 6-D rotation representation) + ``finger_qpos``
+(2, m, 0 = closed, 0.04 = open) + ``grasped`` (one flag per entry of the task's
+``GRASPS``: 1 for the body held, all 0 when nothing is held) + the task's features (see
+each task's ``OBS_FIELDS``). ``CabinEnv.obs_layout()`` lists every field with its slice.
+Orientations are never quaternions (their sign is arbitrary); vectors named ``*_g`` are
+expressed in the gripper frame.
+
+Grasping (``hardware.sim.grasp``): commanding the gripper closed engages the weld of a
+task body only while the fingers are still closing (opening above ``FINGER_CATCH_M``)
+and only within the position and angle tolerance of one of the task's ``GRASPS``; the
+body is then held at the canonical grasp pose. Commanding it open releases it.
 
 Per reset, task body masses are scaled by U(``MASS_SCALE``) and contact friction by
 U(``FRICTION_SCALE``); each task then randomizes its own poses, drift and tumble.
@@ -26,21 +35,27 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from hardware.sim import grasp as grasping
 from hardware.sim import rotations as rot
-from hardware.sim.scene import FINGER_OPEN_M, SUBSTEPS, TaskScene, build_mjcf
+from hardware.sim.grasp import Grasp
+from hardware.sim.scene import FINGER_OPEN_M, GRIP_OFFSET_M, SUBSTEPS, TaskScene, build_mjcf
 
 MAX_DPOS_M = 0.05
 MAX_DROT_RAD = 0.5
-TRACKING_RATIO = 0.73  # settled motion per control step / commanded delta (free space)
-GRASP_TOLERANCE_M = 0.025
+TRACKING_RATIO = 0.76  # settled motion per control step / commanded delta (free space)
+FINGER_CATCH_M = 0.5 * FINGER_OPEN_M  # a grasp can engage only while fingers are wider
 MASS_SCALE = (0.7, 1.3)
 FRICTION_SCALE = (0.7, 1.3)
 
 BASE_OBS_FIELDS: tuple[tuple[str, int, str], ...] = (
     ("gripper_pos", 3, "gripper (palm centre) position in the cabin frame, m"),
-    ("gripper_quat", 4, "gripper orientation, unit quaternion wxyz"),
+    ("gripper_rot6", 6, "gripper x axis (finger closing direction) and z axis (grip point "
+                        "to palm), unit, world frame"),
     ("finger_qpos", 2, "left/right finger opening, m (0 closed, 0.04 open)"),
 )
+# Model arrays a reset may randomize: saved and restored with the simulator state.
+_MODEL_STATE = ("body_mass", "body_inertia", "body_pos", "body_quat", "geom_friction",
+                "dof_damping", "dof_frictionloss", "jnt_stiffness", "eq_data")
 
 
 @dataclass(frozen=True)
@@ -58,13 +73,16 @@ class ObsField:
 
 
 class CabinEnv(gym.Env):
-    """Base class: subclasses give ``NAME``, ``OBS_FIELDS``, ``MAX_STEPS``,
-    ``SUCCESS_CRITERION`` and implement ``scene``, ``_randomize``, ``_features`` and
+    """Base class: subclasses give ``NAME``, ``GRASPS``, ``OBS_FIELDS``, ``MAX_STEPS``,
+    ``SUCCESS_CRITERION`` (and ``STATE_ATTRS``, Python attributes that are part of the
+    task's state) and implement ``scene``, ``_randomize``, ``_features`` and
     ``_evaluate``."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
     NAME: ClassVar[str] = ""
+    GRASPS: ClassVar[tuple[Grasp, ...]] = ()
     OBS_FIELDS: ClassVar[tuple[tuple[str, int, str], ...]] = ()
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ()
     MAX_STEPS: ClassVar[int] = 400
     SUCCESS_CRITERION: ClassVar[str] = ""
 
@@ -74,7 +92,7 @@ class CabinEnv(gym.Env):
         self.render_mode = render_mode
         self.max_steps = int(max_steps or self.MAX_STEPS)
         self._scene = self.scene()
-        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.NAME, self._scene))
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.NAME, self._scene, self.GRASPS))
         self.data = mujoco.MjData(self.model)
         self._scratch = mujoco.MjData(self.model)
         m = self.model
@@ -83,8 +101,8 @@ class CabinEnv(gym.Env):
         self._grip_site = m.site("grip").id
         self._finger_qadr = [m.jnt_qposadr[m.joint(n).id] for n in ("finger_l", "finger_r")]
         self._grasp = {
-            body: (m.equality(f"grasp_{body}").id, m.body(body).id, m.site(site).id)
-            for body, site in self._scene.graspables.items()
+            g.body: (g, m.equality(f"grasp_{g.body}").id, m.body(g.body).id, m.site(g.site).id)
+            for g in self.GRASPS
         }
         self.grasped: str | None = None
         task_bodies = [i for i in range(1, m.nbody) if i != self._gripper_body
@@ -94,7 +112,7 @@ class CabinEnv(gym.Env):
         self._nominal_mass = m.body_mass.copy()
         self._nominal_inertia = m.body_inertia.copy()
         self._nominal_friction = m.geom_friction.copy()
-        obs_dim = sum(size for _, size, _ in BASE_OBS_FIELDS + self.OBS_FIELDS)
+        obs_dim = self.obs_layout()[-1].slice.stop
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
         self.steps = 0
@@ -119,8 +137,11 @@ class CabinEnv(gym.Env):
     @classmethod
     def obs_layout(cls) -> list[ObsField]:
         """Every observation field with its start index, size and meaning."""
+        held = ("grasped", len(cls.GRASPS),
+                "1 for the body held (" + ", ".join(g.body for g in cls.GRASPS)
+                + "), 0 otherwise; all 0 when nothing is held")
         out, start = [], 0
-        for name, size, doc in BASE_OBS_FIELDS + cls.OBS_FIELDS:
+        for name, size, doc in (*BASE_OBS_FIELDS, held, *cls.OBS_FIELDS):
             out.append(ObsField(name, start, size, doc))
             start += size
         return out
@@ -138,6 +159,28 @@ class CabinEnv(gym.Env):
     def grip_pos(self) -> np.ndarray:
         """World position of the grip point between the fingers, m."""
         return self.data.site_xpos[self._grip_site].copy()
+
+    @property
+    def finger_opening(self) -> float:
+        """Finger opening, m (0 closed, ``FINGER_OPEN_M`` open)."""
+        return float(self.data.qpos[self._finger_qadr[0]])
+
+    @property
+    def gripper_mat(self) -> np.ndarray:
+        """Gripper rotation matrix (columns = its axes in the world frame)."""
+        return self.data.xmat[self._gripper_body].reshape(3, 3).copy()
+
+    def in_gripper(self, v: np.ndarray) -> np.ndarray:
+        """World vector ``v`` expressed in the gripper frame."""
+        return self.data.xmat[self._gripper_body].reshape(3, 3).T @ np.asarray(v, float)
+
+    def rel_grip(self, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``point - grip point`` (m) in the world frame and in the gripper frame."""
+        rel = np.asarray(point, float) - self.grip_pos
+        return rel, self.in_gripper(rel)
+
+    def body_mat(self, name: str) -> np.ndarray:
+        return self.data.body(name).xmat.reshape(3, 3).copy()
 
     def body_pos(self, name: str) -> np.ndarray:
         return self.data.body(name).xpos.copy()
@@ -188,7 +231,7 @@ class CabinEnv(gym.Env):
         m.body_inertia[self._task_bodies] *= scale[:, None]
         m.geom_friction[self._task_geoms, 0] *= rng.uniform(*FRICTION_SCALE,
                                                             size=len(self._task_geoms))
-        for eq_id, _, _ in self._grasp.values():
+        for _, eq_id, _, _ in self._grasp.values():
             d.eq_active[eq_id] = 0
         self.grasped = None
         start = np.asarray(self._scene.gripper_pos) + rng.uniform(-0.03, 0.03, 3)
@@ -218,6 +261,9 @@ class CabinEnv(gym.Env):
         d.ctrl[0] = 0.0 if close else FINGER_OPEN_M
         self._update_grasp(close)
         mujoco.mj_step(self.model, d, nstep=SUBSTEPS)
+        # mj_step leaves positions and contacts of the state *before* its last substep;
+        # observe (and decide, next step) on the state after it
+        mujoco.mj_forward(self.model, d)
         self.steps += 1
         reward, success = self._evaluate()
         truncated = self.steps >= self.max_steps
@@ -228,33 +274,78 @@ class CabinEnv(gym.Env):
         d = self.data
         if not close:
             if self.grasped is not None:
-                d.eq_active[self._grasp[self.grasped][0]] = 0
+                d.eq_active[self._grasp[self.grasped][1]] = 0
                 self.grasped = None
             return
-        if self.grasped is not None:
+        if self.grasped is not None or d.qpos[self._finger_qadr[0]] <= FINGER_CATCH_M:
             return
-        grip = self.grip_pos
-        for body, (eq_id, body_id, site_id) in self._grasp.items():
-            if np.linalg.norm(d.site_xpos[site_id] - grip) <= GRASP_TOLERANCE_M:
-                self._engage_weld(eq_id, body_id)
+        for body in self._grasp:
+            if self.grasp_error(body) is not None:
+                self._engage_weld(body)
                 self.grasped = body
                 return
 
-    def _engage_weld(self, eq_id: int, body_id: int) -> None:
-        """Activate weld ``eq_id`` holding ``body_id`` at its current pose relative to
-        the gripper (eq_data = anchor 3, relpos 3, relquat 4, torquescale 1)."""
-        d, g = self.data, self._gripper_body
-        r1 = d.xmat[g].reshape(3, 3)
+    def grasp_error(self, body: str) -> tuple[float, float] | None:
+        """``(grip point to handle m, orientation error rad)`` if closing now would grasp
+        ``body`` (both within tolerance), else None."""
+        grasp, _, body_id, site_id = self._grasp[body]
+        d = self.data
+        dist = float(np.linalg.norm(d.site_xpos[site_id] - self.grip_pos))
+        if dist > grasping.POS_TOL_M:
+            return None
+        ang = grasping.orientation_error(grasp, self.gripper_mat,
+                                         d.xmat[body_id].reshape(3, 3))
+        return (dist, ang) if ang <= grasping.ANGLE_TOL_RAD else None
+
+    def _engage_weld(self, body: str) -> None:
+        """Activate the weld holding ``body`` at the canonical grasp pose nearest to the
+        current one (eq_data = anchor 3, relpos 3, relquat 4, torquescale 1; relpos and
+        relquat are the body's pose in the gripper frame)."""
+        grasp, eq_id, body_id, site_id = self._grasp[body]
+        d = self.data
+        pos, mat = grasping.canonical_gripper(grasp, self.gripper_mat,
+                                              d.xmat[body_id].reshape(3, 3),
+                                              d.site_xpos[site_id], GRIP_OFFSET_M)
         self.model.eq_data[eq_id, 0:3] = 0.0
-        self.model.eq_data[eq_id, 3:6] = r1.T @ (d.xpos[body_id] - d.xpos[g])
-        self.model.eq_data[eq_id, 6:10] = rot.quat_mul(rot.quat_conj(d.xquat[g]), d.xquat[body_id])
+        self.model.eq_data[eq_id, 3:6] = mat.T @ (d.xpos[body_id] - pos)
+        self.model.eq_data[eq_id, 6:10] = rot.quat_mul(rot.quat_conj(rot.mat_to_quat(mat)),
+                                                       d.xquat[body_id])
         self.model.eq_data[eq_id, 10] = 1.0
         d.eq_active[eq_id] = 1
 
+    # ---- whole state (for restarting an episode from any point) ------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Everything that determines the rest of the episode: the simulator's full
+        physics state, the model parameters a reset randomizes, the grasp, the step count
+        and the task's ``STATE_ATTRS``."""
+        m, d = self.model, self.data
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        phys = np.empty(mujoco.mj_stateSize(m, spec))
+        mujoco.mj_getState(m, d, phys, spec)
+        return {"physics": phys, "model": {k: getattr(m, k).copy() for k in _MODEL_STATE},
+                "grasped": self.grasped, "steps": self.steps,
+                "task": {k: getattr(self, k) for k in self.STATE_ATTRS}}
+
+    def set_state(self, state: dict[str, Any]) -> np.ndarray:
+        """Restore a ``get_state()`` snapshot (of this task, any env instance); returns
+        the observation of that state."""
+        m, d = self.model, self.data
+        for k, v in state["model"].items():
+            getattr(m, k)[:] = v
+        for k, v in state["task"].items():
+            setattr(self, k, v)
+        mujoco.mj_setState(m, d, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_setConst(m, self._scratch)
+        mujoco.mj_forward(m, d)
+        self.grasped, self.steps = state["grasped"], int(state["steps"])
+        return self._obs()
+
     def _obs(self) -> np.ndarray:
         d = self.data
-        return np.concatenate([self.gripper_pos, self.gripper_quat,
-                               d.qpos[self._finger_qadr], self._features()])
+        r = d.xmat[self._gripper_body].reshape(3, 3)
+        held = [1.0 if g.body == self.grasped else 0.0 for g in self.GRASPS]
+        return np.concatenate([self.gripper_pos, r[:, 0], r[:, 2],
+                               d.qpos[self._finger_qadr], held, self._features()])
 
     # ---- rendering -----------------------------------------------------------------
     def render(self) -> np.ndarray | None:

@@ -24,8 +24,8 @@ def obs_splitter(env: gym.Env) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     return lambda obs: {f.name: obs[:, f.slice] for f in fields}
 
 
-def env_args_for(task: str, env: gym.Env, source: str,
-                 noise: float = 0.0) -> dict[str, Any]:
+def env_args_for(task: str, env: gym.Env, source: str, noise: float = 0.0,
+                 noise_hold: int = 1) -> dict[str, Any]:
     """The ``env_args`` metadata stored with demonstrations of ``task``."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -50,19 +50,26 @@ def env_args_for(task: str, env: gym.Env, source: str,
         "success_criterion": getattr(env.unwrapped, "SUCCESS_CRITERION", ""),
         "source": source,
         "action_noise_std": noise,
+        "action_noise_hold": noise_hold,
         "spikeflight_version": sf_version,
     }
+
+
+NOISE_HOLD = 4  # steps a noise draw is held: one action chunk of the default policy
 
 
 class Rollout:
     """Environment plus expert for one task, reused across episodes."""
 
     def __init__(self, task: str, expert: str | None = None, noise: float = 0.0,
-                 **env_kwargs: Any) -> None:
+                 noise_hold: int = NOISE_HOLD, **env_kwargs: Any) -> None:
         if noise < 0:
             raise TaskError(f"--noise must be >= 0, got {noise}")
+        if noise_hold < 1:
+            raise TaskError(f"the noise hold must be >= 1 step, got {noise_hold}")
         self.task = task
         self.noise = noise
+        self.noise_hold = noise_hold
         self.env = make_env(task, **env_kwargs)
         if expert is not None:
             self.expert = load_callable(expert)(self.env.unwrapped)
@@ -81,7 +88,9 @@ class Rollout:
         the expert's action plus N(0, noise^2) on every dimension but the last (the grip),
         clipped to the action bounds, while the *expert's* action is recorded as the label:
         the demonstrations then show how to recover from the drift a learned policy causes.
-        The executed actions are kept as ``executed_actions`` so episodes can be replayed.
+        One noise draw is held for ``noise_hold`` steps (default: a whole action chunk, the
+        way a chunked policy's errors persist; 1 = a fresh draw every step). The executed
+        actions are kept as ``executed_actions`` so episodes can be replayed.
         """
         env = self.env
         obs, info = env.reset(seed=seed)
@@ -99,8 +108,10 @@ class Rollout:
             act_l.append(action)
             executed = action
             if self.noise > 0:
+                if (len(act_l) - 1) % self.noise_hold == 0:  # this step's index
+                    draw = rng.normal(0.0, self.noise, action.shape[0] - 1)
                 executed = action.copy()
-                executed[:-1] += rng.normal(0.0, self.noise, action.shape[0] - 1)
+                executed[:-1] += draw
                 executed = np.clip(executed, low, high)
             exe_l.append(executed)
             obs, reward, terminated, truncated, info = env.step(executed)
@@ -112,4 +123,13 @@ class Rollout:
         return Episode(obs=self.split(np.asarray(obs_l)), actions=np.asarray(act_l),
                        rewards=np.asarray(rew_l), dones=np.asarray(done_l), seed=seed,
                        success=success, states=np.asarray(state_l) if state_l else None,
-                       executed_actions=np.asarray(exe_l) if self.noise > 0 else None)
+                       executed_actions=np.asarray(exe_l) if self.noise > 0 else None,
+                       provenance=self.provenance)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Attributes recorded with each episode of this rollout."""
+        if self.noise == 0:
+            return {"source": "expert", "labels": "expert", "expert": self.source}
+        return {"source": "expert+noise", "labels": "expert", "expert": self.source,
+                "noise_std": self.noise, "noise_hold": self.noise_hold}

@@ -6,14 +6,19 @@ Layout::
     data/                      attrs: total (steps), env_args (JSON: env_name, type,
                                env_kwargs, obs_keys, obs_layout, action_doc, control_hz,
                                source, spikeflight_version)
-    data/demo_<i>/             attrs: num_samples, seed, success
+    data/demo_<i>/             attrs: num_samples, seed, success, and its provenance:
+                               source (who acted: ``expert``, ``expert+noise``,
+                               ``dagger``), labels (``expert``: every action is the
+                               expert's answer to obs[t]) and, for DAgger episodes,
+                               round, beta (expert share of the executed chunks) and
+                               policy (the learner's checkpoint)
     data/demo_<i>/obs/<key>    (T, size) float64, one dataset per observation field
     data/demo_<i>/actions      (T, A) float64, the actions taken
     data/demo_<i>/rewards      (T,) float64
     data/demo_<i>/dones        (T,) uint8, 1 on the last step of a successful episode
     data/demo_<i>/states       (T, S) float64, simulator state (qpos, qvel) before each step
-    data/demo_<i>/executed_actions  (T, A), only for noise-injected collection: what the
-                               env executed (``actions`` holds the expert's labels)
+    data/demo_<i>/executed_actions  (T, A), for noise-injected or DAgger episodes: what
+                               the env executed (``actions`` holds the expert's labels)
     mask/train, mask/valid     demo names of a 90/10 split (robomimic filter keys)
 
 ``obs[t]`` is the observation the action ``actions[t]`` answered; ``rewards[t]`` and
@@ -28,9 +33,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,6 +47,7 @@ from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 
 REQUIRED = ("actions", "rewards", "dones")
+_STANDARD_ATTRS = ("num_samples", "seed", "success")
 
 
 class DatasetError(SpikeflightError):
@@ -60,10 +66,18 @@ class Episode:
     success: bool
     states: np.ndarray | None = None
     executed_actions: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=lambda: {"source": "expert",
+                                                                 "labels": "expert"})
 
     @property
     def length(self) -> int:
         return int(self.actions.shape[0])
+
+    @property
+    def relabelled(self) -> bool:
+        """Whether its actions are expert labels of states someone else visited (a
+        DAgger episode): such an episode teaches even if it failed."""
+        return self.provenance.get("source") == "dagger"
 
 
 class DemoWriter:
@@ -101,6 +115,8 @@ class DemoWriter:
         g.attrs["num_samples"] = ep.length
         g.attrs["seed"] = ep.seed
         g.attrs["success"] = bool(ep.success)
+        for key, value in ep.provenance.items():
+            g.attrs[key] = value
         self._names.append(name)
         self._steps += ep.length
 
@@ -214,8 +230,25 @@ def read_episodes(path: str | os.PathLike) -> list[Episode]:
                 states=g["states"][()] if "states" in g else None,
                 executed_actions=(g["executed_actions"][()] if "executed_actions" in g
                                   else None),
+                provenance=_provenance(g.attrs),
             ))
         return out
+
+
+def _count(items: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out
+
+
+def _provenance(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    """A demo group's provenance attributes (files without them: expert episodes)."""
+    out: dict[str, Any] = {"source": "expert", "labels": "expert"}
+    for key, value in attrs.items():
+        if key not in _STANDARD_ATTRS:
+            out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
 
 
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
@@ -239,6 +272,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
                    "max": int(lengths.max())},
         "success_rate": float(np.mean([ep.success for ep in episodes])),
         "successes": int(sum(ep.success for ep in episodes)),
+        "sources": _count(str(ep.provenance.get("source")) for ep in episodes),
         "obs_dim": int(sum(ep.obs[k].reshape(ep.length, -1).shape[1]
                            for ep in episodes[:1] for k in ep.obs)),
         "action_dim": int(acts.shape[1]),

@@ -11,14 +11,17 @@ Physics conventions (all tasks):
   constant of 20 ms, i.e. a compliant pose controller with finite gains. Contacts push
   back against that spring, so a hard shove moves the object rather than the gripper.
 - Grasp is modelled as a weld between the gripper and a task body that engages when the
-  gripper is commanded closed with its grip point within ``cabin.GRASP_TOLERANCE_M`` of a
-  handle site, and releases when the gripper is commanded open. Fingers are visual only
-  (they do not collide); the palm collides.
+  gripper closes on a handle within the position and angle tolerance of a valid grasp
+  (``hardware.sim.grasp``) and holds it at the canonical grasp pose; it releases when the
+  gripper is commanded open. Fingers are visual only (they do not collide); the palm
+  collides.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from hardware.sim.grasp import Grasp
 
 TIMESTEP_S = 0.005
 CONTROL_HZ = 20
@@ -32,15 +35,12 @@ class TaskScene:
     """The task-specific part of a cabin scene.
 
     ``bodies``: MJCF placed in the worldbody (static fixtures and movable objects).
-    ``graspables``: ``{body_name: handle_site_name}``; one weld per entry is declared so
-    the gripper can hold that body at that handle.
     ``equality``: extra MJCF equality constraints (e.g. a hinge lock).
     ``extra``: MJCF placed at the top level (contact excludes, sensors...).
     ``gripper_pos``, ``gripper_quat``: nominal start pose of the gripper (m, wxyz).
     """
 
     bodies: str
-    graspables: dict[str, str] = field(default_factory=dict)
     extra: str = ""
     equality: str = ""
     gripper_pos: tuple[float, float, float] = (0.0, 0.0, 0.5)
@@ -65,12 +65,13 @@ def _camera_xyaxes(pos: tuple[float, float, float], target: tuple[float, float, 
     return _vec(tuple(right) + tuple(up))
 
 
-def build_mjcf(name: str, scene: TaskScene) -> str:
-    """Return the full MJCF document of cabin task ``name``."""
+def build_mjcf(name: str, scene: TaskScene, grasps: tuple[Grasp, ...] = ()) -> str:
+    """Return the full MJCF document of cabin task ``name``; one (inactive) weld per
+    grasp lets the gripper hold that body."""
     welds = "\n".join(
-        f'    <weld name="grasp_{body}" body1="gripper" body2="{body}" active="false" '
+        f'    <weld name="grasp_{g.body}" body1="gripper" body2="{g.body}" active="false" '
         f'solref="0.01 1"/>'
-        for body in scene.graspables
+        for g in grasps
     )
     return f"""<mujoco model="cabin-{name}">
   <compiler angle="radian" autolimits="true"/>

@@ -83,7 +83,13 @@ def test_layout_spaces_and_seeding(task: str) -> None:
     obs, info = env.reset(seed=3)
     assert env.observation_space.contains(obs) and info["success"] is False
     np.testing.assert_allclose(obs[layout[0].slice], env.unwrapped.gripper_pos)
-    np.testing.assert_allclose(np.linalg.norm(obs[layout[1].slice]), 1.0, atol=1e-9)
+    assert layout[1].name == "gripper_rot6"  # x and z axes, never a sign-ambiguous quaternion
+    rot6 = obs[layout[1].slice]
+    np.testing.assert_allclose(rot6[:3], env.unwrapped.gripper_mat[:, 0], atol=1e-12)
+    np.testing.assert_allclose(rot6[3:], env.unwrapped.gripper_mat[:, 2], atol=1e-12)
+    assert not any("quat" in f.name for f in layout)
+    held = {f.name: f for f in layout}["grasped"]
+    assert held.size == len(env.unwrapped.GRASPS) and not obs[held.slice].any()
     obs2, _ = env.reset(seed=3)
     np.testing.assert_array_equal(obs, obs2)
     masses = env.unwrapped.model.body_mass.copy()

@@ -64,7 +64,7 @@ def test_success_criterion_flips_at_threshold(env: CapEnv, inside, outside) -> N
 
 def test_observation_matches_layout(env: CapEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 36
+    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 54
     obs, _ = env.reset(seed=3)
     assert obs.shape == env.observation_space.shape
     pos, linvel, angvel = np.array([0.1, -0.2, 0.3]), np.array([0.01, 0.02, -0.03]), \
@@ -82,3 +82,12 @@ def test_observation_matches_layout(env: CapEnv) -> None:
     np.testing.assert_allclose(obs[layout["lid_seat_pos"].slice], env.site_pos("lid_seat"))
     np.testing.assert_allclose(obs[layout["seat_error"].slice], env.seat_error())
     np.testing.assert_allclose(obs[layout["gripper_pos"].slice], env.gripper_pos)
+    r_g = env.gripper_mat
+    rel = env.site_pos("lid_handle") - env.grip_pos
+    np.testing.assert_allclose(obs[layout["handle_rel"].slice], rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["handle_rel_g"].slice], r_g.T @ rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["lid_axis_g"].slice], r_g.T @ env.lid_axis(),
+                               atol=1e-12)
+    np.testing.assert_allclose(obs[layout["container_axis_g"].slice], r_g.T @ axis, atol=1e-9)
+    np.testing.assert_allclose(obs[layout["seat_rel"].slice],
+                               env.site_pos("rim") - env.site_pos("lid_seat"), atol=1e-12)

@@ -6,6 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from hardware.sim import rotations as rot
 from hardware.sim.tasks.drawer import (
     CLOSED_M,
     INTERIOR_HI_M,
@@ -75,8 +76,8 @@ def test_success_needs_the_item_released(env: DrawerEnv) -> None:
 
 def test_observation_layout(env: DrawerEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert env.observation_space.shape == (27,)
-    assert sum(f.size for f in layout.values()) == 27
+    assert env.observation_space.shape == (51,)
+    assert sum(f.size for f in layout.values()) == 51
     _set_state(env, 0.12, SLOT_M)
     pos, quat = np.array([0.05, -0.3, 0.1]), np.array([0.9, 0.1, -0.3, 0.2])
     quat /= np.linalg.norm(quat)
@@ -86,7 +87,19 @@ def test_observation_layout(env: DrawerEnv) -> None:
     obs = env._obs()
     assert obs[layout["drawer_opening"].slice] == pytest.approx([0.12])
     np.testing.assert_allclose(obs[layout["item_pos"].slice], pos)
-    np.testing.assert_allclose(obs[layout["item_quat"].slice], quat, atol=1e-12)
+    r_item = rot.quat_to_mat(quat)
+    np.testing.assert_allclose(obs[layout["item_rot6"].slice],
+                               np.concatenate([r_item[:, 0], r_item[:, 2]]), atol=1e-9)
+    r_g = env.gripper_mat
+    np.testing.assert_allclose(obs[layout["item_z_g"].slice], r_g.T @ r_item[:, 2], atol=1e-9)
+    np.testing.assert_allclose(obs[layout["item_y_g"].slice], r_g.T @ r_item[:, 1], atol=1e-9)
+    rel = env.site_pos("item_handle") - env.grip_pos
+    np.testing.assert_allclose(obs[layout["item_handle_rel"].slice], rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["item_handle_rel_g"].slice], r_g.T @ rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["drawer_handle_rel"].slice],
+                               env.site_pos("drawer_handle") - env.grip_pos, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["item_in_drawer"].slice], env.to_drawer(pos),
+                               atol=1e-12)
     np.testing.assert_allclose(obs[layout["item_linvel"].slice], linvel, atol=1e-12)
     np.testing.assert_allclose(obs[layout["item_angvel"].slice], angvel, atol=1e-12)
     handle = obs[layout["drawer_handle_pos"].slice]

@@ -83,8 +83,8 @@ def test_success_criterion_threshold(env: HatchEnv, latch_deg: float, hatch_deg:
 
 def test_observation_layout(env: HatchEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert env.observation_space.shape == (23,)
-    assert sum(f.size for f in layout.values()) == 23
+    assert env.observation_space.shape == (38,)
+    assert sum(f.size for f in layout.values()) == 38
     _set_angles(env, np.deg2rad(40.0), np.deg2rad(30.0))
     obs = env._obs()
     assert obs[layout["latch_angle"].slice] == pytest.approx([np.deg2rad(40.0)])
@@ -97,6 +97,14 @@ def test_observation_layout(env: HatchEnv) -> None:
     assert axis[2] > np.cos(np.deg2rad(6.0))  # frame tilt is at most 3 deg per axis
     np.testing.assert_allclose(obs[layout["gripper_pos"].slice], env.gripper_pos)
     assert obs[layout["locked"].slice] == pytest.approx([1.0])
+    r_g, r_latch = env.gripper_mat, env.body_mat("latch")
+    rel = env.site_pos("latch_handle") - env.grip_pos
+    np.testing.assert_allclose(obs[layout["handle_rel"].slice], rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["handle_rel_g"].slice], r_g.T @ rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["door_normal_g"].slice], -r_g.T @ r_latch[:, 0],
+                               atol=1e-12)
+    np.testing.assert_allclose(obs[layout["latch_arm_g"].slice], -r_g.T @ r_latch[:, 2],
+                               atol=1e-12)
     # the hinge point moves with the randomized frame
     a, _ = env.reset(seed=1)
     b, _ = env.reset(seed=2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hardware.sim import rotations as rot
-from hardware.sim.experts.panel import APPROACH, PanelExpert
+from hardware.sim.experts.panel import PanelExpert
 from hardware.sim.tasks.panel import (
     ARM_TRAVEL_M,
     PIN_LEN_M,
@@ -30,14 +30,22 @@ def test_do_nothing_does_not_succeed(env: PanelEnv) -> None:
 
 
 def test_inserting_without_pressing_does_not_count(env: PanelEnv) -> None:
-    """The expert's catch-and-insert alone (button skipped) seats the plug but faults."""
+    """The expert's catch-and-insert alone (it is shown an armed socket without a fault,
+    so it skips the button) seats the plug but faults."""
     expert = PanelExpert(env)
     obs, _ = env.reset(seed=1200)
-    expert.reset()
-    expert.phase = APPROACH
+
+    def skip_press(obs: np.ndarray) -> np.ndarray:
+        latches = env.armed, env.order_fault
+        env.armed, env.order_fault = True, False
+        try:
+            return expert.act(obs)
+        finally:
+            env.armed, env.order_fault = latches
+
     faulted = False
     for _ in range(env.max_steps):
-        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        obs, _, terminated, truncated, info = env.step(skip_press(obs))
         faulted |= env.order_fault
         assert not terminated and not info["success"]
         if truncated:
@@ -108,7 +116,7 @@ def test_arming_threshold_and_order(env: PanelEnv) -> None:
 
 def test_observation_matches_layout(env: PanelEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 36
+    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 54
     obs, _ = env.reset(seed=3)
     assert obs.shape == env.observation_space.shape
     pos, linvel, angvel = (np.array([0.05, 0.1, 0.0]), np.array([0.01, 0.02, -0.03]),
@@ -133,4 +141,13 @@ def test_observation_matches_layout(env: PanelEnv) -> None:
     np.testing.assert_allclose(obs[layout["button_pos"].slice],
                                env.site_pos("button_face") + 0.004 * n, atol=1e-12)
     assert obs[layout["armed"].slice][0] == 0.0 and obs[layout["order_fault"].slice][0] == 0.0
+    r_g = env.gripper_mat
+    rel = env.site_pos("plug_handle") - env.grip_pos
+    np.testing.assert_allclose(obs[layout["handle_rel"].slice], rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["handle_rel_g"].slice], r_g.T @ rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["plug_axis_g"].slice], r_g.T @ env.plug_axis(),
+                               atol=1e-12)
+    np.testing.assert_allclose(obs[layout["socket_axis_g"].slice], r_g.T @ n, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["button_rel_g"].slice],
+                               r_g.T @ (env.button_rest_pos() - env.gripper_pos), atol=1e-12)
     np.testing.assert_allclose(obs[layout["gripper_pos"].slice], env.gripper_pos)

@@ -94,7 +94,7 @@ def test_success_criterion_flips_at_threshold(env: StowEnv, inside: dict,
 
 def test_observation_matches_layout(env: StowEnv) -> None:
     layout = {f.name: f.slice for f in env.obs_layout()}
-    assert env.observation_space.shape == (29,)
+    assert env.observation_space.shape == (42,)
     env.reset(seed=11)
     pos, quat = np.array([0.1, -0.2, 0.3]), rot.axisangle_to_quat(np.array([0.2, -0.5, 0.9]))
     v, w = np.array([0.03, -0.01, 0.02]), np.array([0.4, 0.1, -0.3])
@@ -102,7 +102,14 @@ def test_observation_matches_layout(env: StowEnv) -> None:
     mujoco.mj_forward(env.model, env.data)
     obs = env._obs()
     np.testing.assert_allclose(obs[layout["payload_pos"]], pos, atol=1e-12)
-    np.testing.assert_allclose(obs[layout["payload_quat"]], quat, atol=1e-12)
+    r_p, r_g = rot.quat_to_mat(quat), env.gripper_mat
+    np.testing.assert_allclose(obs[layout["payload_rot6"]],
+                               np.concatenate([r_p[:, 0], r_p[:, 2]]), atol=1e-12)
+    np.testing.assert_allclose(obs[layout["handle_normal_g"]], r_g.T @ r_p[:, 2], atol=1e-12)
+    np.testing.assert_allclose(obs[layout["handle_bar_g"]], r_g.T @ r_p[:, 0], atol=1e-12)
+    np.testing.assert_allclose(obs[layout["handle_rel_g"]],
+                               r_g.T @ (env.site_pos("payload_handle") - env.grip_pos),
+                               atol=1e-12)
     np.testing.assert_allclose(obs[layout["payload_linvel"]], v, atol=1e-12)
     np.testing.assert_allclose(obs[layout["payload_angvel"]], w, atol=1e-12)
     np.testing.assert_allclose(obs[layout["handle_rel"]],

@@ -1,20 +1,30 @@
-"""Shared pieces of the scripted experts: closed-loop pose servoing of the gripper.
+"""Shared pieces of the scripted experts: memoryless phases, closed-loop pose servoing.
 
 An expert reads the full simulator state of its (unwrapped) environment each step and
-returns a 7-D action in [-1, 1]; it re-plans from the current state every step, so drift
-and tumble are corrected rather than assumed away.
+returns a 7-D action in [-1, 1]. It keeps no memory between steps: ``phase_from_state()``
+derives the phase of the task from the state alone (what is grasped, whether the panel is
+armed, how far the drawer is open, where the grip point is relative to its approach
+corridor, ...), and the action follows from that phase and the state. So it re-plans from
+the current state every step (drift and tumble are corrected rather than assumed away)
+and can take over from any state a learner reaches, which DAgger's relabelling needs.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from hardware.sim import rotations as rot
-from hardware.sim.cabin import MAX_DPOS_M, MAX_DROT_RAD, CabinEnv
+from hardware.sim.cabin import FINGER_CATCH_M, MAX_DPOS_M, MAX_DROT_RAD, CabinEnv
 
 
 class Expert:
-    """Base class: ``reset()`` once per episode, then ``act(obs)`` each step."""
+    """Base class: ``act(obs)`` each step (``reset()`` is kept for the rollout API; there
+    is nothing to reset). ``phase`` is the phase of the last ``act`` (for logs and tests),
+    an index into ``PHASES``."""
+
+    PHASES: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, env: CabinEnv) -> None:
         self.env = env
@@ -23,8 +33,54 @@ class Expert:
     def reset(self) -> None:
         self.phase = 0
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def phase_from_state(self) -> int:
+        """The task phase of the current state (an index into ``PHASES``)."""
         raise NotImplementedError
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """7-D action in [-1, 1] for the current state (``obs`` itself is not used: the
+        expert reads the full state)."""
+        self.phase = self.phase_from_state()
+        return self.act_in(self.phase)
+
+    def act_in(self, phase: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def closing(self, near: bool) -> float:
+        """Grip command for a grasp attempt: close when ``near`` the handle while the
+        fingers are still open enough to catch it, otherwise open (so a gripper that
+        closed on nothing opens and tries again)."""
+        env = self.env
+        return 1.0 if near and env.finger_opening > FINGER_CATCH_M else -1.0
+
+
+FUNNEL_SLOPE = 0.1  # extra radial tolerance per metre of distance from the mating point
+FUNNEL_TILT_SLOPE = 0.5  # extra tilt tolerance (rad) per metre of distance
+
+
+def in_funnel(radial_m: float, tilt_rad: float, distance_m: float, radial_tol_m: float,
+              tilt_tol_rad: float) -> bool:
+    """Whether a part ``distance_m`` in front of its mating point (axial, >= 0) is lined up
+    well enough to go on in: the tolerances at the mating point widen linearly with the
+    distance (``FUNNEL_SLOPE``, ``FUNNEL_TILT_SLOPE``), so a small disturbance on the way
+    in is corrected while advancing rather than sending the part back out."""
+    d = max(distance_m, 0.0)
+    return (radial_m < radial_tol_m + FUNNEL_SLOPE * d
+            and tilt_rad < tilt_tol_rad + FUNNEL_TILT_SLOPE * d)
+
+
+def in_corridor(env: CabinEnv, point: np.ndarray, axis: np.ndarray, length_m: float,
+                radius_m: float, quat_target: np.ndarray, rot_tol_rad: float) -> bool:
+    """Whether the grip point lies in the straight approach corridor to ``point``: within
+    ``radius_m`` of the line through ``point`` along unit ``axis``, between 1 cm behind
+    ``point`` and ``length_m`` out along ``axis``, with the gripper within ``rot_tol_rad``
+    of ``quat_target``."""
+    rel = env.grip_pos - np.asarray(point, float)
+    along = float(rel @ axis)
+    lateral = float(np.linalg.norm(rel - along * axis))
+    if not (-0.01 <= along <= length_m and lateral <= radius_m):
+        return False
+    return float(np.linalg.norm(rot.quat_error(quat_target, env.gripper_quat))) <= rot_tol_rad
 
 
 def servo(env: CabinEnv, grip_target: np.ndarray, quat_target: np.ndarray | None = None,

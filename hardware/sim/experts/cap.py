@@ -1,29 +1,33 @@
 """Scripted expert of ``cap``: catch the drifting lid by its handle, line it up with the
 tumbling container's axis, approach along that axis and seat it on the rim.
 
-It reads the full state of its ``CapEnv`` every step and re-plans from it (closed loop);
-each target is corrected by a feedforward of the target point's velocity over one control
-period (50 ms), so drift and tumble are tracked rather than chased.
+It reads the full state of its ``CapEnv`` every step and derives its phase from it
+(``phase_from_state``); nothing is remembered between steps. Each target is corrected by a
+feedforward of the target point's velocity over one control period (50 ms), so drift and
+tumble are tracked rather than chased.
 
 Phases:
 
-0. ``APPROACH``: gripper open; the grip point servoes to a pre-grasp point 6 cm out along
-   the lid axis from the handle, while the gripper's z axis turns onto the lid axis (the
-   gripper points down onto the lid's top face). Moves on when within 1 cm and 0.15 rad.
-1. ``DESCEND``: the grip point servoes onto the handle (following the lid's drift and
-   tumble); the gripper closes once within 1.2 cm, and the grasp weld engages.
-2. ``ALIGN``: holding the lid, the lid's *seat point* (underside centre) servoes to a
-   stand-off point 7 cm out along the container axis from the rim centre, and the lid
-   axis turns onto the container axis (the rotation is about the palm, so its effect on
-   the seat point is compensated). If the lid is not yet on the rim side of the container
-   (axial offset < 3 cm), it first goes to a via point beside the container so it does not
-   sweep through it. Moves on when within 3 mm of the stand-off and 2 deg of the axis.
-3. ``INSERT``: the seat point advances along the (moving) axis by at most 1 cm per step,
-   3 mm per step in the last 2 cm, to 1 mm past the rim plane (contact stops it at the
-   rim), correcting radial error and tilt on the way; if they exceed 4 mm or 4 deg it
-   backs off to 3 cm. The episode ends (success) when the lid is seated.
-
-If the grasp is lost (it should not be), the expert returns to ``APPROACH``.
+0. ``APPROACH`` (lid not held, grip point outside the descent corridor): gripper open;
+   the grip point servoes to a pre-grasp point 6 cm out along the lid axis from the
+   handle, while the gripper's z axis turns onto the lid axis (the gripper points down
+   onto the lid's top face).
+1. ``DESCEND`` (not held, grip point within 1.2 cm of the lid axis line, at most 7 cm out
+   from the handle, gripper z within 0.2 rad of the lid axis): the grip point servoes
+   onto the handle (following the lid's drift and tumble); the gripper closes once within
+   1.2 cm, and the grasp weld engages.
+2. ``ALIGN`` (held, lid not lined up with the container axis): the lid's *seat point*
+   (underside centre) servoes to a stand-off point 7 cm out along the container axis
+   from the rim centre, and the lid axis turns onto the container axis (the rotation is
+   about the palm, so its effect on the seat point is compensated). If the lid is not
+   yet on the rim side of the container (axial offset < 5 mm), it first goes to a via
+   point beside the container so it does not sweep through it.
+3. ``INSERT`` (held, between the rim and 8 cm out, the seat point within ``LINED_UP_M``
+   of the container axis and the lid axis within ``LINED_UP_RAD`` of it at the rim, both
+   tolerances widening with the distance out, ``in_funnel``): the seat point advances
+   along the (moving) axis by at most 1 cm per step, 3 mm per step in the last 2 cm, to
+   1 mm past the rim plane (contact stops it at the rim), correcting radial error and
+   tilt on the way. The episode ends (success) when the lid is seated.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from hardware.sim import rotations as rot
-from hardware.sim.experts.base import Expert, clip_norm, servo
+from hardware.sim.experts.base import Expert, clip_norm, in_corridor, in_funnel, servo
 from hardware.sim.scene import CONTROL_HZ
 from hardware.sim.tasks.cap import CONTAINER_RADIUS_M, LID_RADIUS_M, CapEnv
 
@@ -39,54 +43,66 @@ DT_S = 1.0 / CONTROL_HZ
 APPROACH, DESCEND, ALIGN, INSERT = range(4)
 
 PREGRASP_M = 0.06
+CORRIDOR_M = 0.012
+CORRIDOR_ROT_RAD = 0.2
+CLOSE_TOL_M = 0.012
 STANDOFF_M = 0.07
+LINED_UP_M = 0.004
+LINED_UP_RAD = np.deg2rad(4.0)
 VIA_SIDE_M = CONTAINER_RADIUS_M + LID_RADIUS_M + 0.05
+VIA_BELOW_M = 0.005  # seat less than this above the rim plane: go round the container
 
 
 class CapExpert(Expert):
     """Waypoint + feedback expert for ``CapEnv`` (phases in the module docstring)."""
 
     env: CapEnv
+    PHASES = ("approach", "descend", "align", "insert")
 
     def _point_velocity(self, body: str, point: np.ndarray) -> np.ndarray:
         """World velocity (m/s) of a point rigidly attached to free body ``body``."""
         v, w = self.env.body_velocity(body)
         return v + np.cross(w, point - self.env.body_pos(body))
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """7-D action in [-1, 1] for the current state (``obs`` itself is not used)."""
+    def phase_from_state(self) -> int:
         env = self.env
-        if self.phase >= ALIGN and env.grasped != "lid":
-            self.phase = APPROACH
-        if self.phase <= DESCEND:
-            return self._catch()
-        return self._place()
+        if env.grasped != "lid":
+            inside = in_corridor(env, env.site_pos("lid_handle"), env.lid_axis(),
+                                 PREGRASP_M + 0.01, CORRIDOR_M, self._catch_quat(),
+                                 CORRIDOR_ROT_RAD)
+            return DESCEND if inside else APPROACH
+        axial, radial, tilt = env.seat_error()
+        lined_up = in_funnel(radial, tilt, axial, LINED_UP_M, LINED_UP_RAD)
+        return INSERT if lined_up and -0.002 < axial < STANDOFF_M + 0.01 else ALIGN
+
+    def act_in(self, phase: int) -> np.ndarray:
+        return self._catch(phase) if phase <= DESCEND else self._place(phase)
 
     # ---- phases 0-1: catch the lid by its handle ----------------------------------------
-    def _catch(self) -> np.ndarray:
+    def _catch_quat(self) -> np.ndarray:
+        """Gripper attitude target: z onto the lid axis, led by the lid's turn over one
+        control period."""
+        env = self.env
+        g_z = rot.quat_to_mat(env.gripper_quat)[:, 2]
+        turn = rot.rotation_between(g_z, env.lid_axis())
+        quat_target = rot.quat_mul(rot.axisangle_to_quat(turn), env.gripper_quat)
+        return rot.quat_mul(rot.axisangle_to_quat(env.body_velocity("lid")[1] * DT_S),
+                            quat_target)
+
+    def _catch(self, phase: int) -> np.ndarray:
         env = self.env
         handle = env.site_pos("lid_handle")
-        axis = env.lid_axis()
         ff = self._point_velocity("lid", handle) * DT_S
-        g_z = rot.quat_to_mat(env.gripper_quat)[:, 2]
-        turn = rot.rotation_between(g_z, axis)
-        quat_target = rot.quat_mul(rot.axisangle_to_quat(turn), env.gripper_quat)
-        quat_target = rot.quat_mul(rot.axisangle_to_quat(
-            env.body_velocity("lid")[1] * DT_S), quat_target)
-        if self.phase == APPROACH:
-            target = handle + PREGRASP_M * axis
-            if (np.linalg.norm(env.grip_pos - target) < 0.01
-                    and np.linalg.norm(turn) < 0.15):
-                self.phase = DESCEND
-            return servo(env, target, quat_target, grip=-1.0, feedforward_m=ff)
-        dist = np.linalg.norm(env.grip_pos - handle)
-        grip = 1.0 if dist < 0.012 else -1.0
-        if dist < 0.012 and env.grasped == "lid":
-            self.phase = ALIGN
-        return servo(env, handle, quat_target, grip=grip, max_step_m=0.02, feedforward_m=ff)
+        quat_target = self._catch_quat()
+        if phase == APPROACH:
+            return servo(env, handle + PREGRASP_M * env.lid_axis(), quat_target, grip=-1.0,
+                         feedforward_m=ff)
+        near = np.linalg.norm(env.grip_pos - handle) < CLOSE_TOL_M
+        return servo(env, handle, quat_target, grip=self.closing(near), max_step_m=0.02,
+                     feedforward_m=ff)
 
     # ---- phases 2-3: carry the lid onto the rim -----------------------------------------
-    def _place(self) -> np.ndarray:
+    def _place(self, phase: int) -> np.ndarray:
         env = self.env
         rim = env.site_pos("rim")
         a = env.container_axis()
@@ -95,8 +111,8 @@ class CapExpert(Expert):
         _, w_c = env.body_velocity("container")
         ff = self._point_velocity("container", rim) * DT_S
 
-        if self.phase == ALIGN:
-            if axial < 0.03:
+        if phase == ALIGN:
+            if axial < VIA_BELOW_M:
                 d = seat - rim
                 side = d - (d @ a) * a
                 n = np.linalg.norm(side)
@@ -109,14 +125,9 @@ class CapExpert(Expert):
                 target = rim + VIA_SIDE_M * side + STANDOFF_M * a
             else:
                 target = rim + STANDOFF_M * a
-                if np.linalg.norm(seat - target) < 0.003 and tilt < np.deg2rad(2.0):
-                    self.phase = INSERT
             max_step = 0.03
         else:
-            if radial > 0.004 or tilt > np.deg2rad(4.0):
-                goal = 0.03
-            else:
-                goal = max(axial - (0.01 if axial > 0.02 else 0.003), -0.001)
+            goal = max(axial - (0.01 if axial > 0.02 else 0.003), -0.001)
             target = rim + goal * a
             max_step = 0.015
 

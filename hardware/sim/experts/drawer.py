@@ -1,36 +1,50 @@
 """Scripted expert of the ``drawer`` task: open the drawer, stow the item, close it.
 
 It reads the full state of its ``DrawerEnv`` every step (drawer opening and handle,
-the item's pose and velocities, the grasp) and re-plans from it; nothing is precomputed
-at reset, so the item's drift and tumble (it keeps moving while the drawer is opened)
-are tracked, not predicted.
+the item's pose and velocities, the grasp) and derives its phase from it
+(``phase_from_state``); nothing is remembered between steps, so the item's drift and
+tumble (it keeps moving while the drawer is opened) are tracked, not predicted, and the
+expert can take over from any state.
 
-Phases (``self.phase``):
+Phases, with the state that selects each (``inside``: the item centre is inside the
+drawer interior with 5 mm to spare; "corridor": the grip point within 2 cm of the
+straight approach line, at most the stand-off + 2 cm out, attitude within 0.15 rad):
 
-0. REACH_HANDLE: servo the grip point to ``STANDOFF_M`` above the drawer handle,
-   gripper pointing down (fingers across the bar), gripper open.
-1. GRASP_HANDLE: descend onto the handle site, close within ``CLOSE_TOL_M``.
-2. PULL: holding the handle, move it along the slide axis towards the opening
-   ``PULL_TO_M`` (proportional, at most ``PULL_STEP_M`` per step, slowing near the end).
-   Next once the opening passes ``PULL_TO_M - 0.01`` m.
-3. RETREAT: open the gripper and back away ``RETREAT_M`` out from and above the handle.
-4. REACH_ITEM: servo to a pre-grasp point ``ITEM_STANDOFF_M`` out from the item handle
-   along the approach axis, the gripper pointing along it into the handle, with a
-   velocity feed-forward of the handle's drift and tumble. The approach axis is the
-   item's +z (the handle's outward side), tilted away from the cabinet by 30 or 60 deg
-   when the palm would otherwise have to sit inside the cabinet's clearance box (item
-   next to the cabinet with its handle facing it); the grasp weld needs only the grip
-   point on the handle, so a tilted grasp holds just as well.
-5. GRASP_ITEM: move onto the handle (with feed-forward), close within ``CLOSE_TOL_M``.
-6. CARRY: with the item held, turn it upright (item +z up, yaw the nearest multiple of
-   90 deg, so it fits the drawer) and move it to a hover point ``HOVER_M`` above the
-   slot in the open part of the drawer, around the cabinet (see routing below).
-7. PLACE: lower the item to the slot (drawer frame: centre of the exposed interior
-   length, y = 0, 0.03 m above the floor) and wait until it is still.
-8. RELEASE: open the gripper and rise straight up ``RETREAT_M``.
-9. REACH_HANDLE2 / 10. GRASP_HANDLE2: as 0 / 1.
-11. PUSH: holding the handle, push the drawer closed (target opening -0.01 m, i.e.
-    against the stop), then open the gripper once the opening is below
+0. REACH_HANDLE (nothing held, item outside, drawer open less than ``MIN_OPEN_M``, grip
+   point outside the corridor above the handle): servo the grip point to ``STANDOFF_M``
+   above the drawer handle, gripper pointing down (fingers across the bar), open.
+1. GRASP_HANDLE (as 0, in the corridor): descend onto the handle site, close within
+   ``CLOSE_TOL_M``.
+2. PULL (holding the handle, item outside, opening below ``PULL_TO_M`` - 1 cm): move the
+   handle along the slide axis towards the opening ``PULL_TO_M`` (proportional, at most
+   ``PULL_STEP_M`` per step, slowing near the end).
+3. RETREAT (holding the handle with the drawer pulled open): open the gripper, backing
+   away towards ``RETREAT_M`` out from and above the handle (from there on the routing
+   of REACH_ITEM takes the palm clear of the drawer face).
+4. REACH_ITEM (nothing held, item outside, drawer open at least ``MIN_OPEN_M``, grip
+   point outside the item corridor): servo to a pre-grasp point ``ITEM_STANDOFF_M`` out
+   from the item handle along the approach axis, the gripper pointing along it into the
+   handle, with a velocity feed-forward of the handle's drift and tumble. The approach
+   axis is the item's +z (the handle's outward side), tilted about the carry loop (item
+   y), away from the cabinet, by 30 or 60 deg when the palm would otherwise have to sit
+   inside the cabinet's clearance box (the grasp model accepts such tilts about the
+   loop).
+5. GRASP_ITEM (as 4, in the corridor): move onto the handle (with feed-forward), close
+   within ``CLOSE_TOL_M``.
+6. CARRY (holding the item, not yet over the slot): turn it upright (item +z up, yaw the
+   nearest multiple of 90 deg, so it fits the drawer) and move it to a hover point
+   ``HOVER_M`` above the slot in the open part of the drawer, around the cabinet (see
+   routing below).
+7. PLACE (holding the item, its centre within 2 cm of the slot's vertical line and no
+   higher than the hover point + 2 cm): lower the item to the slot (drawer frame: centre
+   of the exposed interior length, y = 0, 0.03 m above the floor).
+8. RELEASE (holding the item within ``PLACE_TOL_M`` of the slot and still, or holding it
+   outside the drawer while the drawer is not open enough; or, holding nothing with the
+   item inside, the grip point still within 3 cm of the item handle's vertical line and
+   less than ``RETREAT_M`` above it): open the gripper, then rise straight up.
+9. REACH_HANDLE2 / 10. GRASP_HANDLE2 (nothing held, item inside): as 0 / 1.
+11. PUSH (holding the handle, item inside): push the drawer closed (target opening
+    -0.01 m, i.e. against the stop), then open the gripper once the opening is below
     ``RELEASE_AT_M``: that step the criterion holds.
 
 Routing: the housing, the drawer face and its handle form an axis-aligned box obstacle
@@ -43,11 +57,8 @@ midpoints of the inflated boxes; a box containing the goal is ignored (the handl
 it), and from inside a box the move first steps out through its nearest face. Only the
 next waypoint is used, and the plan is redone every step.
 
-Fallbacks (closed loop, checked every step): losing the item during CARRY/PLACE goes back
-to REACH_ITEM; losing the handle goes back to its REACH phase; a drawer found
-insufficiently open (below ``MIN_OPEN_M``) while the item is still outside sends it back to
-open it (releasing the item first if held); an item found outside the drawer during the
-closing phases sends it back to PULL (reopen) and re-stow.
+Recovery needs no special case: a lost item or handle, a drawer that slid shut, or an
+item knocked out of the drawer simply select the phase that state calls for.
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import MAX_DPOS_M, MAX_DROT_RAD
-from hardware.sim.experts.base import Expert, servo
+from hardware.sim.experts.base import Expert, in_corridor, servo
 from hardware.sim.scene import CONTROL_HZ, GRIP_OFFSET_M
 from hardware.sim.tasks.drawer import INTERIOR_LO_M, ITEM_HALF_M, DrawerEnv
 
@@ -66,16 +77,16 @@ from hardware.sim.tasks.drawer import INTERIOR_LO_M, ITEM_HALF_M, DrawerEnv
 DT_S = 1.0 / CONTROL_HZ
 STANDOFF_M = 0.06
 ITEM_STANDOFF_M = 0.06
-PRE_TOL_M = 0.015
-PRE_ROT_TOL_RAD = 0.15
+CORRIDOR_M = 0.02
+CORRIDOR_ROT_RAD = 0.15
 CLOSE_TOL_M = 0.008
-STRAY_M = 0.10
 PULL_TO_M = 0.18
 MIN_OPEN_M = 0.15
 PULL_STEP_M = 0.015
 PUSH_TO_M = -0.01
 RELEASE_AT_M = 0.004
 RETREAT_M = 0.07
+OVER_SLOT_M = 0.02
 PLACE_TOL_M = 0.012
 STILL_M_S = 0.02
 CARRY_STEP_M = 0.03
@@ -175,6 +186,9 @@ def _next_waypoint(start: np.ndarray, goal: np.ndarray,
 class DrawerExpert(Expert):
     """Waypoint + feedback expert for ``DrawerEnv`` (phases in the module docstring)."""
 
+    PHASES = ("reach_handle", "grasp_handle", "pull", "retreat", "reach_item", "grasp_item",
+              "carry", "place", "release", "reach_handle2", "grasp_handle2", "push")
+
     def __init__(self, env: DrawerEnv) -> None:
         super().__init__(env)
         self.env: DrawerEnv = env
@@ -186,28 +200,23 @@ class DrawerExpert(Expert):
 
     def _item_approach(self) -> tuple[np.ndarray, np.ndarray]:
         """``(gripper quat, unit approach axis)`` for grasping the item handle: the gripper
-        points along ``-axis`` into the handle. The axis is the item's +z, tilted away
-        from the cabinet (towards the drawer's opening direction) by the smallest of
-        ``TILTS_RAD`` that keeps the pre-grasp palm pose clear of the cabinet box. Gripper
-        x along the item x (or turned 180 deg, whichever is nearer)."""
+        points along ``-axis`` into the handle, its y axis along the carry loop (item y).
+        The axis is the item's +z, tilted about the loop towards the drawer's opening
+        direction by the smallest of ``TILTS_RAD`` that keeps the pre-grasp palm pose clear
+        of the cabinet box. Gripper x along the item x (or turned 180 deg, whichever is
+        nearer)."""
         env = self.env
-        q_item = env.body_quat("item")
-        z_item = rot.quat_to_mat(q_item)[:, 2]
-        away = env.open_dir
-        axis = np.cross(z_item, away)
+        r_item = env.body_mat("item")
+        sign = 1.0 if r_item[:, 0] @ env.open_dir >= 0.0 else -1.0
         lo, hi = self._obstacle(PALM_MARGIN_M)
         handle = env.site_pos("item_handle")
         for tilt in TILTS_RAD:
-            if np.linalg.norm(axis) < 1e-6:
-                turn = np.array([1.0, 0.0, 0.0, 0.0])
-            else:
-                ang = min(tilt, float(np.arccos(np.clip(np.dot(z_item, away), -1.0, 1.0))))
-                turn = rot.axisangle_to_quat(axis / np.linalg.norm(axis) * ang)
-            a = rot.quat_to_mat(turn) @ z_item
+            turn = rot.axisangle_to_quat(r_item[:, 1] * sign * tilt)
+            a = rot.quat_to_mat(turn) @ r_item[:, 2]
             palm = handle + (ITEM_STANDOFF_M + GRIP_OFFSET_M) * a
             if not _inside(palm, lo, hi):
                 break
-        q = rot.quat_mul(turn, q_item)
+        q = rot.quat_mul(turn, env.body_quat("item"))
         return _nearest([q, rot.quat_mul(q, _YAW_180)], env.gripper_quat), a
 
     def _upright_quat(self) -> np.ndarray:
@@ -283,31 +292,6 @@ class DrawerExpert(Expert):
             return None
         return way - GRIP_OFFSET_M * rot.quat_to_mat(env.gripper_quat)[:, 2]
 
-    # ---- phases -----------------------------------------------------------------------
-    def _reach_handle(self, next_phase: int) -> np.ndarray | None:
-        env = self.env
-        quat = self._handle_quat()
-        pre = env.site_pos("drawer_handle") + np.array([0.0, 0.0, STANDOFF_M])
-        err = np.linalg.norm(rot.quat_error(quat, env.gripper_quat))
-        if np.linalg.norm(env.grip_pos - pre) < PRE_TOL_M and err < PRE_ROT_TOL_RAD:
-            self.phase = next_phase
-            return None
-        way = self._palm_route(pre, quat)
-        target = pre if way is None else way
-        return servo(env, target, quat, grip=-1.0, max_step_m=0.04, max_rot_rad=0.4)
-
-    def _grasp_handle(self, next_phase: int, back_phase: int) -> np.ndarray:
-        env = self.env
-        handle = env.site_pos("drawer_handle")
-        if env.grasped == "drawer":
-            self.phase = next_phase
-            return self._drive_drawer(PULL_TO_M if next_phase == PULL else PUSH_TO_M)
-        dist = np.linalg.norm(env.grip_pos - handle)
-        if dist > STRAY_M:
-            self.phase = back_phase
-        grip = 1.0 if dist < CLOSE_TOL_M else -1.0
-        return servo(env, handle, self._handle_quat(), grip=grip, max_step_m=0.02)
-
     def _drive_drawer(self, goal_m: float) -> np.ndarray:
         """Holding the handle, move it along the slide towards opening ``goal_m`` (m)."""
         env = self.env
@@ -315,122 +299,85 @@ class DrawerExpert(Expert):
         target = env.site_pos("drawer_handle") + step * env.open_dir
         return servo(env, target, self._handle_quat(), grip=1.0, max_step_m=0.03)
 
-    def _reach_item(self) -> np.ndarray | None:
+    # ---- phases -----------------------------------------------------------------------
+    def _handle_corridor(self) -> bool:
         env = self.env
-        handle = env.site_pos("item_handle")
-        quat, z_item = self._item_approach()
-        ff = self._handle_ff()
-        pre = handle + ITEM_STANDOFF_M * z_item
-        err = np.linalg.norm(rot.quat_error(quat, env.gripper_quat))
-        if np.linalg.norm(env.grip_pos - pre) < PRE_TOL_M and err < PRE_ROT_TOL_RAD:
-            self.phase = GRASP_ITEM
-            return None
-        way = self._palm_route(pre, quat)
-        target = pre
-        if way is not None:
-            target, ff = way, None
-        return servo(env, target, quat, grip=-1.0, max_step_m=0.04, max_rot_rad=0.3,
-                     feedforward_m=ff)
+        return in_corridor(env, env.site_pos("drawer_handle"), np.array([0.0, 0.0, 1.0]),
+                           STANDOFF_M + CORRIDOR_M, CORRIDOR_M, self._handle_quat(),
+                           CORRIDOR_ROT_RAD)
 
-    def _grasp_item(self) -> np.ndarray:
-        env = self.env
-        handle = env.site_pos("item_handle")
-        if env.grasped == "item":
-            self.phase = CARRY
-            return self._carry()
-        dist = np.linalg.norm(env.grip_pos - handle)
-        if dist > STRAY_M:
-            self.phase = REACH_ITEM
-        grip = 1.0 if dist < CLOSE_TOL_M else -1.0
-        return servo(env, handle, self._item_approach()[0], grip=grip, max_step_m=0.02,
-                     max_rot_rad=0.3, feedforward_m=self._handle_ff())
-
-    def _carry(self) -> np.ndarray:
-        env = self.env
-        item = env.body_pos("item")
-        slot = self._slot()
-        hover = slot + np.array([0.0, 0.0, HOVER_M])
-        quat = self._upright_quat()
-        if np.linalg.norm(item - hover) < 0.02:
-            self.phase = PLACE
-            return self._move_item(slot, quat, 0.015)
-        way = _next_waypoint(item, hover, [self._obstacle(ITEM_MARGIN_M)])
-        return self._move_item(way, quat, CARRY_STEP_M)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Next action from the current state (``obs`` is unused: full state is read)."""
+    def phase_from_state(self) -> int:
         env = self.env
         held = env.grasped
         inside = env.item_inside(margin_m=0.005)
-        # ---- closed-loop fallbacks
-        if self.phase in (PULL,) and held != "drawer":
-            self.phase = REACH_HANDLE
-        if self.phase in (CARRY, PLACE) and held != "item":
-            self.phase = REACH_ITEM
-        if self.phase == PUSH and held != "drawer" and env.opening >= RELEASE_AT_M:
-            self.phase = REACH_HANDLE2
-        if (self.phase in (REACH_ITEM, GRASP_ITEM, CARRY) and env.opening < MIN_OPEN_M
-                and not inside):
-            if held == "item":
-                self.phase = RELEASE
-            else:
-                self.phase = REACH_HANDLE
-        if self.phase >= REACH_HANDLE2 and not inside:
-            self.phase = PULL if held == "drawer" else REACH_HANDLE
-        # ---- phases
-        if self.phase == REACH_HANDLE:
-            a = self._reach_handle(GRASP_HANDLE)
-            if a is not None:
-                return a
-        if self.phase == GRASP_HANDLE:
-            return self._grasp_handle(PULL, REACH_HANDLE)
-        if self.phase == PULL:
-            if env.opening >= PULL_TO_M - 0.01:
-                self.phase = RETREAT
-            else:
-                return self._drive_drawer(PULL_TO_M)
-        if self.phase == RETREAT:
-            up = (env.site_pos("drawer_handle") + RETREAT_M * env.open_dir
-                  + np.array([0.0, 0.0, RETREAT_M]))
-            if held is None and np.linalg.norm(env.grip_pos - up) < 0.02:
-                self.phase = REACH_ITEM if not inside else REACH_HANDLE2
-            else:
-                return servo(env, up, self._handle_quat(), grip=-1.0, max_step_m=0.03)
-        if self.phase == REACH_ITEM:
-            a = self._reach_item()
-            if a is not None:
-                return a
-        if self.phase == GRASP_ITEM:
-            return self._grasp_item()
-        if self.phase == CARRY:
-            return self._carry()
-        if self.phase == PLACE:
-            slot = self._slot()
-            item = env.body_pos("item")
+        if held == "item":
+            if env.opening < MIN_OPEN_M and not inside:
+                return RELEASE
+            item, slot = env.body_pos("item"), self._slot()
             if (np.linalg.norm(item - slot) < PLACE_TOL_M
                     and np.linalg.norm(env.item_linvel) < STILL_M_S):
-                self.phase = RELEASE
-            else:
-                return self._move_item(slot, self._upright_quat(), 0.015)
-        if self.phase == RELEASE:
-            if held is None:
-                if env.grip_pos[2] > env.site_pos("item_handle")[2] + RETREAT_M:
-                    self.phase = REACH_HANDLE2 if inside else REACH_HANDLE
-                else:
-                    return servo(env, env.grip_pos + np.array([0.0, 0.0, 0.03]), grip=-1.0)
-            else:
-                a = np.zeros(7)
-                a[6] = -1.0
-                return a
-        if self.phase == REACH_HANDLE2:
-            a = self._reach_handle(GRASP_HANDLE2)
-            if a is not None:
-                return a
-        if self.phase == GRASP_HANDLE2:
-            return self._grasp_handle(PUSH, REACH_HANDLE2)
-        # PUSH
-        if env.opening < RELEASE_AT_M:
-            a = np.zeros(7)
-            a[6] = -1.0
-            return a
+                return RELEASE
+            over = np.linalg.norm((item - slot)[:2]) < OVER_SLOT_M
+            return PLACE if over and item[2] < slot[2] + HOVER_M + 0.02 else CARRY
+        if held == "drawer":
+            if inside:
+                return PUSH
+            return PULL if env.opening < PULL_TO_M - 0.01 else RETREAT
+        if inside:
+            rel = env.grip_pos - env.site_pos("item_handle")
+            if np.linalg.norm(rel[:2]) < 0.03 and rel[2] < RETREAT_M:
+                return RELEASE
+            return GRASP_HANDLE2 if self._handle_corridor() else REACH_HANDLE2
+        if env.opening >= MIN_OPEN_M:
+            quat, axis = self._item_approach()
+            inside_c = in_corridor(env, env.site_pos("item_handle"), axis,
+                                   ITEM_STANDOFF_M + CORRIDOR_M, CORRIDOR_M, quat,
+                                   CORRIDOR_ROT_RAD)
+            return GRASP_ITEM if inside_c else REACH_ITEM
+        return GRASP_HANDLE if self._handle_corridor() else REACH_HANDLE
+
+    def act_in(self, phase: int) -> np.ndarray:
+        env = self.env
+        if phase in (REACH_HANDLE, REACH_HANDLE2):
+            quat = self._handle_quat()
+            pre = env.site_pos("drawer_handle") + np.array([0.0, 0.0, STANDOFF_M])
+            way = self._palm_route(pre, quat)
+            return servo(env, pre if way is None else way, quat, grip=-1.0, max_step_m=0.04,
+                         max_rot_rad=0.4)
+        if phase in (GRASP_HANDLE, GRASP_HANDLE2):
+            handle = env.site_pos("drawer_handle")
+            near = np.linalg.norm(env.grip_pos - handle) < CLOSE_TOL_M
+            return servo(env, handle, self._handle_quat(), grip=self.closing(near),
+                         max_step_m=0.02)
+        if phase == PULL:
+            return self._drive_drawer(PULL_TO_M)
+        if phase == RETREAT:
+            up = (env.site_pos("drawer_handle") + RETREAT_M * env.open_dir
+                  + np.array([0.0, 0.0, RETREAT_M]))
+            return servo(env, up, self._handle_quat(), grip=-1.0, max_step_m=0.03)
+        if phase == REACH_ITEM:
+            handle = env.site_pos("item_handle")
+            quat, axis = self._item_approach()
+            pre = handle + ITEM_STANDOFF_M * axis
+            way = self._palm_route(pre, quat)
+            target, ff = (pre, self._handle_ff()) if way is None else (way, None)
+            return servo(env, target, quat, grip=-1.0, max_step_m=0.04, max_rot_rad=0.3,
+                         feedforward_m=ff)
+        if phase == GRASP_ITEM:
+            handle = env.site_pos("item_handle")
+            near = np.linalg.norm(env.grip_pos - handle) < CLOSE_TOL_M
+            return servo(env, handle, self._item_approach()[0], grip=self.closing(near),
+                         max_step_m=0.02, max_rot_rad=0.3, feedforward_m=self._handle_ff())
+        if phase == CARRY:
+            hover = self._slot() + np.array([0.0, 0.0, HOVER_M])
+            way = _next_waypoint(env.body_pos("item"), hover, [self._obstacle(ITEM_MARGIN_M)])
+            return self._move_item(way, self._upright_quat(), CARRY_STEP_M)
+        if phase == PLACE:
+            return self._move_item(self._slot(), self._upright_quat(), 0.015)
+        if phase == RELEASE and env.grasped is None:
+            return servo(env, env.grip_pos + np.array([0.0, 0.0, 0.03]), grip=-1.0)
+        if phase == RELEASE or env.opening < RELEASE_AT_M:  # let go (item, or closed drawer)
+            action = np.zeros(7)
+            action[6] = -1.0
+            return action
         return self._drive_drawer(PUSH_TO_M)

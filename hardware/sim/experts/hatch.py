@@ -1,27 +1,29 @@
 """Scripted expert of the ``hatch`` task: grasp the latch, turn it, swing the hatch open.
 
 It reads the full state of its ``HatchEnv`` every step (joint angles, joint axes and
-anchors, the handle site, the grasp) and re-plans from it; nothing is precomputed at reset.
+anchors, the handle site, the grasp) and derives its phase from it (``phase_from_state``);
+nothing is remembered between steps.
 
-Phases (``self.phase``):
+Phases:
 
-0. APPROACH: servo the grip point to a pre-grasp point ``STANDOFF_M`` in front of the
-   handle (along the door's outward normal) with the gripper pointing into the door and
-   its x axis along the lever arm, gripper open. The target is recomputed from the
-   current handle pose, so a latch that springs back, or a hatch that drifts, is tracked.
-1. INSERT: move straight in along the normal onto the handle site; close once the grip
-   point is within ``CLOSE_TOL_M`` of it. The grasp weld engages (base class).
-2. TURN: with the lever held, command a rigid motion of the hand equal to a rotation of
-   the lever about the latch's current world axis (through its anchor) by
-   ``clip(LATCH_GAIN * (LATCH_GOAL - angle), +-LATCH_RATE)``, i.e. the hand moves on the
-   latch's arc and rotates with it, rather than pulling straight. Next phase when the
-   latch passes ``LATCH_SWING_RAD`` and the interlock has released the hatch.
-3. SWING: the same, composed with a rotation about the hatch hinge axis (through its
-   anchor) by ``clip(HATCH_GAIN * (HATCH_GOAL - angle), +-HATCH_RATE)``: the hand follows the
-   hinge arc, turning with the door, while still holding the latch turned.
-
-Fallbacks (closed loop): losing the grasp sends it back to APPROACH; a grip point that
-strays more than ``STRAY_M`` from the handle during INSERT also does.
+0. APPROACH (not holding the latch, grip point outside the insertion corridor): servo the
+   grip point to a pre-grasp point ``STANDOFF_M`` in front of the handle (along the
+   door's outward normal) with the gripper pointing into the door and its x axis along
+   the lever arm, gripper open. The target is recomputed from the current handle pose,
+   so a latch that springs back, or a hatch that drifts, is tracked.
+1. INSERT (not holding, grip point in the corridor: within ``CORRIDOR_M`` of the
+   normal line through the handle, at most ``STANDOFF_M`` + 1.2 cm out, attitude within
+   ``CORRIDOR_ROT_RAD``): move straight in onto the handle site; close once the grip point
+   is within ``CLOSE_TOL_M`` of it (the grasp weld engages, base class).
+2. TURN (holding, the hatch still locked or the latch below ``LATCH_SWING_RAD``): command
+   a rigid motion of the hand equal to a rotation of the lever about the latch's current
+   world axis (through its anchor) by ``clip(LATCH_GAIN * (LATCH_GOAL - angle),
+   +-LATCH_RATE)``, i.e. the hand moves on the latch's arc and rotates with it, rather
+   than pulling straight.
+3. SWING (holding, unlocked, latch past ``LATCH_SWING_RAD``): the same, composed with a
+   rotation about the hatch hinge axis (through its anchor) by
+   ``clip(HATCH_GAIN * (HATCH_GOAL - angle), +-HATCH_RATE)``: the hand follows the hinge
+   arc, turning with the door, while still holding the latch turned.
 
 The commanded motion is a rigid transform ``T`` of the held lever; the action moves the
 gripper *body* by ``T`` (position delta of the body origin, not of the grip point, since
@@ -34,16 +36,16 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import MAX_DPOS_M, MAX_DROT_RAD
-from hardware.sim.experts.base import Expert, servo
+from hardware.sim.experts.base import Expert, in_corridor, servo
 from hardware.sim.tasks.hatch import UNLOCK_RAD, HatchEnv
 
 APPROACH, INSERT, TURN, SWING = range(4)
 
 STANDOFF_M = 0.06
 PRE_TOL_M = 0.012
-PRE_ROT_TOL_RAD = 0.12
+CORRIDOR_M = 0.012
+CORRIDOR_ROT_RAD = 0.15
 CLOSE_TOL_M = 0.008
-STRAY_M = 0.09
 LATCH_GOAL_RAD = np.deg2rad(85.0)
 LATCH_SWING_RAD = UNLOCK_RAD + np.deg2rad(8.0)
 LATCH_GAIN, LATCH_RATE = 1.0, 0.2  # -, rad per step
@@ -65,6 +67,8 @@ def _rot_about(axis: np.ndarray, point: np.ndarray, angle: float
 
 class HatchExpert(Expert):
     """Waypoint + feedback expert for ``HatchEnv`` (phases in the module docstring)."""
+
+    PHASES = ("approach", "insert", "turn", "swing")
 
     def __init__(self, env: HatchEnv) -> None:
         super().__init__(env)
@@ -98,37 +102,28 @@ class HatchExpert(Expert):
         point, axis = self.env.hinge_axis(joint)
         return axis, point
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Next action from the current state (``obs`` is unused: full state is read)."""
+    def phase_from_state(self) -> int:
+        env = self.env
+        if env.grasped == "latch":
+            return SWING if env.latch_angle >= LATCH_SWING_RAD and not env.locked else TURN
+        handle, normal_out, quat = self._grasp_pose()
+        inside = in_corridor(env, handle, normal_out, STANDOFF_M + PRE_TOL_M, CORRIDOR_M,
+                             quat, CORRIDOR_ROT_RAD)
+        return INSERT if inside else APPROACH
+
+    def act_in(self, phase: int) -> np.ndarray:
         env = self.env
         handle, normal_out, quat = self._grasp_pose()
-        held = env.grasped == "latch"
-        if self.phase >= TURN and not held:
-            self.phase = APPROACH
-        if self.phase == APPROACH:
-            pre = handle + STANDOFF_M * normal_out
-            err = np.linalg.norm(rot.quat_error(quat, env.gripper_quat))
-            if np.linalg.norm(env.grip_pos - pre) < PRE_TOL_M and err < PRE_ROT_TOL_RAD:
-                self.phase = INSERT
-            else:
-                return servo(env, pre, quat, grip=-1.0, max_step_m=0.04, max_rot_rad=0.4)
-        if self.phase == INSERT:
-            dist = np.linalg.norm(env.grip_pos - handle)
-            if held:
-                self.phase = TURN
-            elif dist > STRAY_M:
-                self.phase = APPROACH
-                return servo(env, handle + STANDOFF_M * normal_out, quat, grip=-1.0)
-            else:
-                grip = 1.0 if dist < CLOSE_TOL_M else -1.0
-                return servo(env, handle, quat, grip=grip, max_step_m=0.02)
+        if phase == APPROACH:
+            return servo(env, handle + STANDOFF_M * normal_out, quat, grip=-1.0,
+                         max_step_m=0.04, max_rot_rad=0.4)
+        if phase == INSERT:
+            near = np.linalg.norm(env.grip_pos - handle) < CLOSE_TOL_M
+            return servo(env, handle, quat, grip=self.closing(near), max_step_m=0.02)
         d_latch = float(np.clip(LATCH_GAIN * (LATCH_GOAL_RAD - env.latch_angle),
                                 -LATCH_RATE, LATCH_RATE))
-        if self.phase == TURN:
-            if env.latch_angle >= LATCH_SWING_RAD and not env.locked:
-                self.phase = SWING
-            else:
-                return self._move_held(d_latch, 0.0)
+        if phase == TURN:
+            return self._move_held(d_latch, 0.0)
         d_hatch = float(np.clip(HATCH_GAIN * (HATCH_GOAL_RAD - env.hatch_angle),
                                 -HATCH_RATE, HATCH_RATE))
         return self._move_held(d_latch, d_hatch)

@@ -11,40 +11,49 @@ the tip of the held plug): the base rotates the gripper about its body origin, s
 displacement that rotation causes at that point is subtracted from the commanded
 translation.
 
-Phases (``self.phase``):
+The phase is derived from the state every step (``phase_from_state``): armed or not,
+what is held, the order fault, and where the palm, the grip point or the plug tip are
+relative to their corridors; nothing is remembered between steps.
 
-0. ``PRESS_APPROACH``: turn the gripper so that the +x side face of its palm faces the
-   panel (gripper x = -n, gripper z = the panel's "up" made orthogonal) and bring the
-   centre of that face 4 cm in front of the button cap. Fingers closed (they then lie
-   inside the palm's outline) unless the plug handle is within 6 cm of the grip point,
-   so that the press can never grasp the plug by accident. Next when within 1 cm and
-   0.1 rad.
-1. ``PRESS``: push that face point along -n to 16 mm past the cap's rest position (the
-   button bottoms out at 12 mm; the compliant drive limits the force), correcting the
-   lateral error. Next as soon as the socket reports ``armed``.
-2. ``RETREAT``: back the face point out towards 5 cm in front of the cap; go on once it
-   is 4 cm out.
-3. ``APPROACH``: gripper open; the grip point servoes to a pre-grasp point 6 cm out along
-   the plug axis from the handle while the gripper z axis turns onto the plug axis. If
-   the grip point is on the pin side of the handle (less than 3 cm out along the axis),
-   the target is first moved 13 cm sideways so the palm does not sweep through the plug;
-   and whenever the palm centre comes within 9 cm of the plug's axis segment, the target
-   is pushed away from the plug by 3x the intrusion (a turning palm would otherwise bat
-   the plug away faster than the gripper can chase it). Next when within 1 cm and
-   0.15 rad.
-4. ``DESCEND``: the grip point servoes onto the handle; the gripper closes within 1.2 cm
-   and the grasp weld engages (base class). Back to 3 if the handle gets 8 cm away.
-5. ``ALIGN``: holding the plug, its tip servoes to a stand-off 6 cm out along the socket
-   axis from the mouth (15 cm while the plug axis is more than 25 deg off the socket
-   axis, so that a plug still turning round does not sweep into the panel) and the plug
-   axis turns onto the socket axis. Next within 4 mm and 2 deg.
-6. ``INSERT``: the tip advances along -n by at most 1 cm per step, 4 mm per step in the
-   last 1.5 cm before the mouth, to 34 mm past the mouth (the floor is at 30 mm; contact
-   stops it there), correcting radial error and tilt on the way; while still outside the
-   mouth it backs off to the stand-off if they exceed 2.5 mm or 3 deg. The episode ends
-   (success) once the tip is 25 mm in.
+Phases:
 
-Losing the grasp during 5-6 sends it back to ``APPROACH``.
+0. ``PRESS_APPROACH`` (socket not armed, palm face outside the press corridor): turn the
+   gripper so that the +x side face of its palm faces the panel (gripper x = -n, gripper
+   z = the panel's "up" made orthogonal) and bring the centre of that face 4 cm in front
+   of the button cap. The gripper stays open (or closed on the plug, if it holds it: the
+   press works either way).
+1. ``PRESS`` (not armed, face point within 1 cm of the button axis, at most 5 cm out,
+   attitude within 0.1 rad): push that face point along -n to 16 mm past the cap's rest
+   position (the button bottoms out at 12 mm; the compliant drive limits the force),
+   correcting the lateral error, until the socket reports ``armed``.
+2. ``RETREAT`` (armed, plug not held, face point less than 4 cm out in front of the
+   button): back the face point out towards 5 cm in front of the cap.
+3. ``APPROACH`` (armed, plug not held, grip point outside the descent corridor): gripper
+   open; the grip point servoes to a pre-grasp point 6 cm out along the plug axis from
+   the handle while the gripper z axis turns onto the plug axis. If the grip point is on
+   the pin side of the handle (less than 3 cm out along the axis), the target is first
+   moved 13 cm sideways so the palm does not sweep through the plug; and whenever the
+   palm centre comes within 9 cm of the plug's axis segment, the target is pushed away
+   from the plug by 3x the intrusion (a turning palm would otherwise bat the plug away
+   faster than the gripper can chase it).
+4. ``DESCEND`` (armed, not held, grip point within 1.2 cm of the plug axis line, at most
+   7 cm out from the handle, gripper z within 0.2 rad of the plug axis): the grip point
+   servoes onto the handle; the gripper closes within 1.2 cm and the grasp weld engages.
+5. ``ALIGN`` (holding the plug, armed, not lined up with the socket; or holding it with
+   an order fault): its tip servoes to a stand-off 6 cm out along the socket axis from
+   the mouth (15 cm while the plug axis is more than 25 deg off the socket axis, so that
+   a plug still turning round does not sweep into the panel) and the plug axis turns onto
+   the socket axis. Pulling the tip out of the bore clears an order fault.
+6. ``INSERT`` (held, armed, no order fault, and the tip either in the bore or in front
+   of the mouth within ``LINED_UP_M`` of the axis and ``LINED_UP_RAD`` of its direction at
+   the mouth, tolerances that widen with the distance out, ``in_funnel``;
+   the socket's real clearance: the pin has 4 mm per side): the tip advances along -n by
+   at most 1 cm per step, 4 mm per step in the last 1.5 cm before the mouth, to 28 mm
+   past the mouth (2 mm short of the floor at 30 mm: pressed on the floor, friction
+   would hold the tip where it landed), correcting radial error and tilt on the way. The episode ends (success) once the tip is 25 mm in.
+
+Holding the plug before the socket is armed (no fault), the expert presses the button
+with the plug in hand (phases 0-1).
 """
 
 from __future__ import annotations
@@ -53,9 +62,9 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import MAX_DPOS_M, MAX_DROT_RAD
-from hardware.sim.experts.base import Expert, clip_norm, servo
+from hardware.sim.experts.base import Expert, clip_norm, in_corridor, in_funnel, servo
 from hardware.sim.scene import CONTROL_HZ
-from hardware.sim.tasks.panel import ARM_TRAVEL_M, BUTTON_TRAVEL_M, PanelEnv
+from hardware.sim.tasks.panel import ARM_TRAVEL_M, BORE_HALF_M, BUTTON_TRAVEL_M, PanelEnv
 
 DT_S = 1.0 / CONTROL_HZ
 PRESS_APPROACH, PRESS, RETREAT, APPROACH, DESCEND, ALIGN, INSERT = range(7)
@@ -68,10 +77,16 @@ PREGRASP_M = 0.06
 SIDESTEP_M = 0.13
 KEEPOUT_M = 0.09
 CLOSE_TOL_M = 0.012
+CORRIDOR_M = 0.012
+CORRIDOR_ROT_RAD = 0.2
+PRESS_CORRIDOR_M = 0.01
+PRESS_ROT_RAD = 0.1
+LINED_UP_M = 0.0035
+LINED_UP_RAD = np.deg2rad(4.5)
 STANDOFF_M = 0.06
 FAR_STANDOFF_M = 0.15
 FAR_TILT_RAD = np.deg2rad(25.0)
-INSERT_GOAL_M = 0.034
+INSERT_GOAL_M = 0.028
 assert PRESS_PAST_M > ARM_TRAVEL_M
 
 
@@ -79,19 +94,44 @@ class PanelExpert(Expert):
     """Waypoint + feedback expert for ``PanelEnv`` (phases in the module docstring)."""
 
     env: PanelEnv
+    PHASES = ("press_approach", "press", "retreat", "approach", "descend", "align", "insert")
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """7-D action in [-1, 1] for the current state (``obs`` itself is not used)."""
+    def phase_from_state(self) -> int:
         env = self.env
-        if self.phase < APPROACH and env.armed and self.phase != RETREAT:
-            self.phase = RETREAT
-        if self.phase >= ALIGN and env.grasped != "plug":
-            self.phase = APPROACH
-        if self.phase <= RETREAT:
-            return self._press()
-        if self.phase <= DESCEND:
-            return self._catch()
-        return self._insert()
+        held = env.grasped == "plug"
+        if held and env.order_fault:
+            return ALIGN
+        if not env.armed:
+            face, q_des, button, n = self._press_frame()
+            rel = face - button
+            along = float(rel @ n)
+            lateral = float(np.linalg.norm(rel - along * n))
+            err = float(np.linalg.norm(rot.quat_error(q_des, env.gripper_quat)))
+            in_press = (-PRESS_PAST_M <= along <= PRESS_STANDOFF_M + 0.01
+                        and lateral <= PRESS_CORRIDOR_M and err <= PRESS_ROT_RAD)
+            return PRESS if in_press else PRESS_APPROACH
+        if held:
+            depth, radial, tilt = env.insertion_error()
+            in_bore = depth > 0.0 and radial < BORE_HALF_M
+            lined_up = (in_funnel(radial, tilt, -depth, LINED_UP_M, LINED_UP_RAD)
+                        and -depth < STANDOFF_M + 0.01)
+            return INSERT if in_bore or lined_up else ALIGN
+        face, _, button, n = self._press_frame()
+        rel = face - button
+        along = float(rel @ n)
+        if along < RETREAT_M - 0.01 and np.linalg.norm(rel - along * n) < 0.04:
+            return RETREAT
+        handle, p = env.site_pos("plug_handle"), env.plug_axis()
+        inside = in_corridor(env, handle, p, PREGRASP_M + 0.01, CORRIDOR_M,
+                             self._catch_quat(), CORRIDOR_ROT_RAD)
+        return DESCEND if inside else APPROACH
+
+    def act_in(self, phase: int) -> np.ndarray:
+        if phase <= RETREAT:
+            return self._press(phase)
+        if phase <= DESCEND:
+            return self._catch(phase)
+        return self._insert(phase)
 
     # ---- helpers ----------------------------------------------------------------------
     def _point_velocity(self, point: np.ndarray) -> np.ndarray:
@@ -132,7 +172,9 @@ class PanelExpert(Expert):
         return 3.0 * (KEEPOUT_M - dist) * away / dist
 
     # ---- phases 0-2: press the button with the side of the palm -----------------------
-    def _press(self) -> np.ndarray:
+    def _press_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(palm side-face centre m, pressing attitude wxyz, button cap rest centre m,
+        panel normal n)``, world frame."""
         env = self.env
         _, n = env.socket_frame()
         up = env.data.xmat[env.model.body("panel").id].reshape(3, 3)[:, 0]
@@ -140,36 +182,37 @@ class PanelExpert(Expert):
         z_des = up - (up @ x_des) * x_des
         z_des /= np.linalg.norm(z_des)
         q_des = rot.mat_to_quat(np.column_stack([x_des, np.cross(z_des, x_des), z_des]))
+        face = env.gripper_pos + PALM_SIDE_M * env.gripper_mat[:, 0]
+        return face, q_des, env.button_rest_pos(), n
+
+    def _press(self, phase: int) -> np.ndarray:
+        env = self.env
+        face, q_des, button, n = self._press_frame()
         rotvec = rot.quat_error(q_des, env.gripper_quat)
-        x_g = rot.quat_to_mat(env.gripper_quat)[:, 0]
-        face = env.gripper_pos + PALM_SIDE_M * x_g
-        button = env.button_rest_pos()
-        handle_near = np.linalg.norm(env.site_pos("plug_handle") - env.grip_pos) < 0.06
-        grip = -1.0 if handle_near else 1.0
-        if self.phase == PRESS_APPROACH:
-            target = button + PRESS_STANDOFF_M * n
-            if np.linalg.norm(face - target) < 0.01 and np.linalg.norm(rotvec) < 0.1:
-                self.phase = PRESS
-            return self._move_point(face, target, rotvec, 0.03, grip)
-        if self.phase == PRESS:
+        grip = 1.0 if env.grasped == "plug" else -1.0
+        if phase == PRESS_APPROACH:
+            return self._move_point(face, button + PRESS_STANDOFF_M * n, rotvec, 0.03, grip)
+        if phase == PRESS:
             return self._move_point(face, button - PRESS_PAST_M * n, rotvec, 0.015, grip)
-        target = button + RETREAT_M * n
-        if (face - button) @ n > RETREAT_M - 0.01:
-            self.phase = APPROACH
-        return self._move_point(face, target, rotvec, 0.03, grip)
+        return self._move_point(face, button + RETREAT_M * n, rotvec, 0.03, grip)
 
     # ---- phases 3-4: catch the plug by its handle -------------------------------------
-    def _catch(self) -> np.ndarray:
+    def _catch_quat(self) -> np.ndarray:
+        """Gripper attitude target: z onto the plug axis, led by the plug's turn over one
+        control period."""
+        env = self.env
+        turn = rot.rotation_between(env.gripper_mat[:, 2], env.plug_axis())
+        _, w = env.plug_velocity()
+        return rot.quat_mul(rot.axisangle_to_quat(turn + w * DT_S), env.gripper_quat)
+
+    def _catch(self, phase: int) -> np.ndarray:
         env = self.env
         handle = env.site_pos("plug_handle")
         p = env.plug_axis()
         ff = self._point_velocity(handle) * DT_S
-        g_z = rot.quat_to_mat(env.gripper_quat)[:, 2]
-        turn = rot.rotation_between(g_z, p)
-        _, w = env.plug_velocity()
-        quat_target = rot.quat_mul(rot.axisangle_to_quat(turn + w * DT_S), env.gripper_quat)
+        quat_target = self._catch_quat()
         rel = env.grip_pos - handle
-        if self.phase == APPROACH:
+        if phase == APPROACH:
             target = handle + PREGRASP_M * p
             along = float(rel @ p)
             if along < 0.03:
@@ -179,36 +222,23 @@ class PanelExpert(Expert):
                     side = np.cross(p, [1.0, 0.0, 0.0] if abs(p[0]) < 0.9 else [0.0, 1.0, 0.0])
                     ns = float(np.linalg.norm(side))
                 target = target + SIDESTEP_M * side / ns
-            elif (np.linalg.norm(env.grip_pos - target) < 0.01
-                  and np.linalg.norm(turn) < 0.15):
-                self.phase = DESCEND
             target = target + self._keepout(handle, p)
             return servo(env, target, quat_target, grip=-1.0, feedforward_m=ff)
-        dist = float(np.linalg.norm(rel))
-        if dist > 0.08:
-            self.phase = APPROACH
-        grip = 1.0 if dist < CLOSE_TOL_M else -1.0
-        if dist < CLOSE_TOL_M and env.grasped == "plug":
-            self.phase = ALIGN
-        return servo(env, handle, quat_target, grip=grip, max_step_m=0.02, feedforward_m=ff)
+        near = float(np.linalg.norm(rel)) < CLOSE_TOL_M
+        return servo(env, handle, quat_target, grip=self.closing(near), max_step_m=0.02,
+                     feedforward_m=ff)
 
     # ---- phases 5-6: carry the plug into the socket -----------------------------------
-    def _insert(self) -> np.ndarray:
+    def _insert(self, phase: int) -> np.ndarray:
         env = self.env
         s, n = env.socket_frame()
         tip = env.site_pos("plug_tip")
         depth, radial, tilt = env.insertion_error()
         rotvec = rot.rotation_between(env.plug_axis(), n)
         out = -depth  # tip distance in front of the mouth plane, m
-        if self.phase == ALIGN:
+        if phase == ALIGN:
             stand = STANDOFF_M if tilt < FAR_TILT_RAD else FAR_STANDOFF_M
-            target = s + stand * n
-            if np.linalg.norm(tip - target) < 0.004 and tilt < np.deg2rad(2.0):
-                self.phase = INSERT
-            return self._move_point(tip, target, rotvec, 0.03, 1.0)
-        if out > 0.0 and (radial > 0.0025 or tilt > np.deg2rad(3.0)):
-            goal_out = 0.03
-        else:
-            step = 0.01 if out > 0.015 else 0.004
-            goal_out = max(out - step, -INSERT_GOAL_M)
+            return self._move_point(tip, s + stand * n, rotvec, 0.03, 1.0)
+        step = 0.01 if out > 0.015 else 0.004
+        goal_out = max(out - step, -INSERT_GOAL_M)
         return self._move_point(tip, s + goal_out * n, rotvec, 0.015, 1.0)

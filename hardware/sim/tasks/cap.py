@@ -66,6 +66,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import CabinEnv
+from hardware.sim.grasp import Grasp
 from hardware.sim.scene import TaskScene
 
 CONTAINER_RADIUS_M = 0.06
@@ -108,6 +109,8 @@ class CapEnv(CabinEnv):
         "within 5 mm of that axis (radial < 5 mm), and the lid axis is within 5 deg of the "
         "container axis, whether or not the gripper still holds the lid."
     )
+    # the knob on the lid's top face, approached along the lid axis
+    GRASPS: ClassVar[tuple[Grasp, ...]] = (Grasp("lid", "lid_handle", axis=(0.0, 0.0, 1.0)),)
     OBS_FIELDS: ClassVar[tuple[tuple[str, int, str], ...]] = (
         ("rim_pos", 3, "container rim centre (top face centre), m, world frame"),
         ("container_axis", 3, "container axis (rim normal, pointing out), unit, world frame"),
@@ -120,6 +123,11 @@ class CapEnv(CabinEnv):
         ("seat_error", 3, "lid seat vs rim: axial offset along the container axis (m, "
                           "+ = above the rim), radial offset from the axis (m, >= 0), "
                           "tilt between lid and container axes (rad)"),
+        ("handle_rel", 3, "lid handle (knob centre) minus the grip point, m, world frame"),
+        ("handle_rel_g", 3, "lid handle minus the grip point, m, gripper frame"),
+        ("lid_axis_g", 3, "lid axis, unit, gripper frame"),
+        ("seat_rel", 3, "rim centre minus the lid seat point, m, world frame"),
+        ("container_axis_g", 3, "container axis, unit, gripper frame"),
     )
 
     def scene(self) -> TaskScene:
@@ -145,7 +153,6 @@ class CapEnv(CabinEnv):
     </body>"""
         return TaskScene(
             bodies=bodies,
-            graspables={"lid": "lid_handle"},
             gripper_pos=(-0.05, 0.0, 0.55),
             camera_pos=(0.8, -0.9, 0.7),
             camera_target=(0.0, 0.0, 0.2),
@@ -204,6 +211,9 @@ class CapEnv(CabinEnv):
             self.site_pos("rim"), self.container_axis(), cv, cw,
             self.site_pos("lid_seat"), self.lid_axis(), lv, lw,
             self.seat_error(),
+            *self.rel_grip(self.site_pos("lid_handle")), self.in_gripper(self.lid_axis()),
+            self.site_pos("rim") - self.site_pos("lid_seat"),
+            self.in_gripper(self.container_axis()),
         ])
 
     def _evaluate(self) -> tuple[float, bool]:

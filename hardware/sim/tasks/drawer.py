@@ -74,6 +74,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import CabinEnv
+from hardware.sim.grasp import Grasp
 from hardware.sim.scene import TaskScene
 
 # geometry (m), in the cabinet / drawer frame (x into the cabinet)
@@ -84,6 +85,7 @@ DRAWER_HANDLE_M = np.array([-0.05, 0.0, 0.02])
 SLOT_M = np.array([0.09, 0.0, -0.02])  # reward's target point for the item centre
 OPENING_RANGE_M = 0.20
 DRAWER_MASS_KG = 1.5
+ITEM_MAX_TILT_RAD = np.deg2rad(60.0)  # approach tilt about the carry loop a grasp allows
 ITEM_HALF_M = np.array([0.05, 0.035, 0.02])
 ITEM_HANDLE_M = np.array([0.0, 0.0, 0.04])  # item handle site in the item frame
 
@@ -113,6 +115,13 @@ class DrawerEnv(CabinEnv):
         "x in [0.008, 0.252], y in [-0.132, 0.132], z in [-0.050, 0.050] m, the drawer "
         "opening is below 0.01 m, and the item is not grasped, all at the same step."
     )
+    # the drawer's bar handle (along y), from above; the item's carry loop (along its y),
+    # approached along its +z or tilted about the loop by up to 60 deg
+    GRASPS: ClassVar[tuple[Grasp, ...]] = (
+        Grasp("drawer", "drawer_handle", axis=(0.0, 0.0, 1.0), bar=(0.0, 1.0, 0.0)),
+        Grasp("item", "item_handle", axis=(0.0, 0.0, 1.0), bar=(0.0, 1.0, 0.0),
+              max_tilt_rad=float(ITEM_MAX_TILT_RAD)),
+    )
     OBS_FIELDS: ClassVar[tuple[tuple[str, int, str], ...]] = (
         ("drawer_opening", 1, "drawer slide position, m (0 closed, 0.20 max)"),
         ("drawer_vel", 1, "drawer opening rate, m/s (positive opens)"),
@@ -120,10 +129,17 @@ class DrawerEnv(CabinEnv):
                                  "interior spans handle + [0.058, 0.302] x [-0.132, 0.132]"
                                  " x [-0.07, 0.03] m (cabinet axes = world axes)"),
         ("item_pos", 3, "item (box) centre, m, world frame"),
-        ("item_quat", 4, "item orientation, unit quaternion wxyz, world frame; its handle "
-                         "is 0.04 m along the item's +z axis"),
+        ("item_rot6", 6, "item x axis and z axis (its handle is 0.04 m along +z, the carry "
+                         "loop along its y axis), unit, world frame"),
         ("item_linvel", 3, "item centre linear velocity, m/s, world frame"),
         ("item_angvel", 3, "item angular velocity, rad/s, world frame"),
+        ("drawer_handle_rel", 3, "drawer handle site minus the grip point, m, world frame"),
+        ("item_handle_rel", 3, "item handle site minus the grip point, m, world frame"),
+        ("item_handle_rel_g", 3, "item handle site minus the grip point, m, gripper frame"),
+        ("item_z_g", 3, "item z axis (handle side), unit, gripper frame"),
+        ("item_y_g", 3, "item y axis (along the carry loop), unit, gripper frame"),
+        ("item_in_drawer", 3, "item centre in the drawer frame, m (the interior box is "
+                              "[0.008, 0.252] x [-0.132, 0.132] x [-0.05, 0.05])"),
     )
 
     def scene(self) -> TaskScene:
@@ -184,7 +200,6 @@ class DrawerEnv(CabinEnv):
         extra = '  <contact><exclude body1="cabinet" body2="drawer"/></contact>'
         return TaskScene(
             bodies=bodies,
-            graspables={"drawer": "drawer_handle", "item": "item_handle"},
             extra=extra,
             gripper_pos=(0.0, 0.0, 0.25),
             camera_pos=(-0.55, -0.85, 0.65),
@@ -276,11 +291,17 @@ class DrawerEnv(CabinEnv):
     # ---- observation and evaluation ---------------------------------------------------
     def _features(self) -> np.ndarray:
         d = self.data
+        r = d.xmat[self._item].reshape(3, 3)
+        item_handle = d.site_xpos[self._item_handle]
         return np.concatenate([
             [self.opening, self.opening_vel],
             d.site_xpos[self._drawer_handle],
-            d.xpos[self._item], d.xquat[self._item],
+            d.xpos[self._item], r[:, 0], r[:, 2],
             self.item_linvel, self.item_angvel,
+            self.rel_grip(d.site_xpos[self._drawer_handle])[0],
+            *self.rel_grip(item_handle),
+            self.in_gripper(r[:, 2]), self.in_gripper(r[:, 1]),
+            self.to_drawer(d.xpos[self._item]),
         ])
 
     def _evaluate(self) -> tuple[float, bool]:

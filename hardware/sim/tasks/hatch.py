@@ -79,6 +79,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import CabinEnv
+from hardware.sim.grasp import Grasp
 from hardware.sim.scene import TaskScene
 
 # geometry (m) and masses (kg)
@@ -119,6 +120,9 @@ class HatchEnv(CabinEnv):
         "The latch is unlocked (latch_hinge angle >= 60 deg) and the hatch is swung open "
         "past 60 deg (hatch_hinge angle > 60 deg from closed), both at the same step."
     )
+    # the knob on the lever's end, approached along the door's outward normal (latch -x)
+    GRASPS: ClassVar[tuple[Grasp, ...]] = (Grasp("latch", "latch_handle", axis=(-1.0, 0.0, 0.0)),)
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ("seal_stiffness",)
     OBS_FIELDS: ClassVar[tuple[tuple[str, int, str], ...]] = (
         ("hinge_pos", 3, "a point on the hatch hinge line (frame origin), m, world frame"),
         ("hinge_axis", 3, "hatch hinge axis (positive angle opens), unit, world frame"),
@@ -128,6 +132,10 @@ class HatchEnv(CabinEnv):
         ("latch_angvel", 1, "latch lever rate, rad/s"),
         ("handle_pos", 3, "latch handle site (grasp point), m, world frame"),
         ("locked", 1, "1 if the bolt interlock currently pins the hatch, else 0"),
+        ("handle_rel", 3, "latch handle site minus the grip point, m, world frame"),
+        ("handle_rel_g", 3, "latch handle site minus the grip point, m, gripper frame"),
+        ("door_normal_g", 3, "door's outward normal (the knob's grasp axis), unit, gripper frame"),
+        ("latch_arm_g", 3, "lever arm direction (pivot -> knob), unit, gripper frame"),
     )
 
     def scene(self) -> TaskScene:
@@ -170,7 +178,6 @@ class HatchEnv(CabinEnv):
                     'solref="0.005 1"/>')
         return TaskScene(
             bodies=bodies,
-            graspables={"latch": "latch_handle"},
             equality=equality,
             gripper_pos=(0.0, 0.0, 0.4),
             camera_pos=(-0.75, -0.85, 0.7),
@@ -258,12 +265,15 @@ class HatchEnv(CabinEnv):
     # ---- observation and evaluation ---------------------------------------------------
     def _features(self) -> np.ndarray:
         d = self.data
+        r_latch = self.body_mat("latch")
+        handle = d.site_xpos[self._handle_site]
         return np.concatenate([
             d.xanchor[self._hinge_jnt], d.xaxis[self._hinge_jnt],
             [d.qpos[self._hinge_q], d.qvel[self._hinge_v],
              d.qpos[self._latch_q], d.qvel[self._latch_v]],
-            d.site_xpos[self._handle_site],
-            [float(d.eq_active[self._lock_eq])],
+            handle, [float(d.eq_active[self._lock_eq])],
+            *self.rel_grip(handle),
+            self.in_gripper(-r_latch[:, 0]), self.in_gripper(-r_latch[:, 2]),
         ])
 
     def _evaluate(self) -> tuple[float, bool]:

@@ -86,6 +86,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import CabinEnv
+from hardware.sim.grasp import Grasp
 from hardware.sim.scene import TaskScene
 
 # geometry (m) and masses (kg)
@@ -163,6 +164,9 @@ class PanelEnv(CabinEnv):
         "socket axis (30 mm bore) and less than 3 mm off that axis, and the plug axis is "
         "within 5 deg of the socket axis."
     )
+    # the knob on the plug's +z end, approached along the plug axis
+    GRASPS: ClassVar[tuple[Grasp, ...]] = (Grasp("plug", "plug_handle", axis=(0.0, 0.0, 1.0)),)
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ("armed", "order_fault")
     OBS_FIELDS: ClassVar[tuple[tuple[str, int, str], ...]] = (
         ("button_travel", 1, "button travel into the panel, m (0 out, 0.012 bottomed out)"),
         ("armed", 1, "1 once the button travel has reached 0.008 m this episode, else 0"),
@@ -176,6 +180,12 @@ class PanelEnv(CabinEnv):
         ("socket_pos", 3, "centre of the socket bore's mouth, m, world frame"),
         ("socket_axis", 3, "socket axis = panel outward normal, unit, world frame"),
         ("tip_rel", 3, "plug tip minus socket mouth centre, m, world frame"),
+        ("button_rel_g", 3, "button face (at zero travel) minus the gripper body origin, m, "
+                            "gripper frame"),
+        ("socket_axis_g", 3, "socket axis, unit, gripper frame"),
+        ("handle_rel", 3, "plug handle (knob centre) minus the grip point, m, world frame"),
+        ("handle_rel_g", 3, "plug handle minus the grip point, m, gripper frame"),
+        ("plug_axis_g", 3, "plug axis, unit, gripper frame"),
     )
 
     def scene(self) -> TaskScene:
@@ -221,7 +231,6 @@ class PanelEnv(CabinEnv):
     </body>"""
         return TaskScene(
             bodies=bodies,
-            graspables={"plug": "plug_handle"},
             # the panel is welded to the world, so MuJoCo's parent filter does not keep the
             # button cap (which sinks into the plate when pressed) from colliding with it
             extra='  <contact><exclude body1="panel" body2="button"/></contact>',
@@ -321,6 +330,8 @@ class PanelEnv(CabinEnv):
             [self.button_travel, float(self.armed), float(self.order_fault)],
             self.button_rest_pos(), d.xpos[self._plug_body], self.plug_axis(), lin, ang,
             s, n, d.site_xpos[self._tip_site] - s,
+            self.in_gripper(self.button_rest_pos() - self.gripper_pos), self.in_gripper(n),
+            *self.rel_grip(d.site_xpos[self._handle_site]), self.in_gripper(self.plug_axis()),
         ])
 
     def button_rest_pos(self) -> np.ndarray:

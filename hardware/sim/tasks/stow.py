@@ -68,6 +68,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import CabinEnv
+from hardware.sim.grasp import Grasp
 from hardware.sim.scene import TaskScene
 
 PAYLOAD_HALF_M = np.array([0.06, 0.05, 0.04])  # half extents x, y, z
@@ -106,15 +107,20 @@ class StowEnv(CabinEnv):
         "-0.29 m < z < -0.17 m, world frame), its linear speed is below 0.02 m/s and its "
         "angular speed below 0.5 rad/s."
     )
+    # the U bar on the +z face, along the body x axis, approached along the body z axis
+    GRASPS: ClassVar[tuple[Grasp, ...]] = (
+        Grasp("payload", "payload_handle", axis=(0.0, 0.0, 1.0), bar=(1.0, 0.0, 0.0)),)
     OBS_FIELDS: ClassVar[tuple[tuple[str, int, str], ...]] = (
         ("payload_pos", 3, "payload centre (= centre of mass), m, world frame"),
-        ("payload_quat", 4, "payload orientation, unit quaternion wxyz, world frame "
-                            "(body z = handle normal)"),
+        ("payload_rot6", 6, "payload x axis (along the handle bar) and z axis (handle "
+                            "normal), unit, world frame"),
         ("payload_linvel", 3, "payload centre velocity, m/s, world frame"),
         ("payload_angvel", 3, "payload angular velocity, rad/s, world frame"),
         ("handle_rel", 3, "payload handle site minus the gripper's grip point, m, world frame"),
+        ("handle_rel_g", 3, "payload handle site minus the grip point, m, gripper frame"),
+        ("handle_normal_g", 3, "handle normal (payload z axis), unit, gripper frame"),
+        ("handle_bar_g", 3, "handle bar direction (payload x axis), unit, gripper frame"),
         ("bay_rel", 3, "bay interior centre minus the payload centre, m, world frame"),
-        ("grasped", 1, "1 if the gripper holds the payload (grasp weld active), else 0"),
     )
 
     def scene(self) -> TaskScene:
@@ -156,7 +162,6 @@ class StowEnv(CabinEnv):
     </body>"""
         return TaskScene(
             bodies=bodies,
-            graspables={"payload": "payload_handle"},
             gripper_pos=GRIPPER_START_M,
             camera_pos=(-0.8, -1.65, 1.0),
             camera_target=(0.1, 0.05, 0.12),
@@ -196,11 +201,12 @@ class StowEnv(CabinEnv):
         q = self.joint_qpos("payload")
         v, w = self.payload_velocity()
         c = q[:3]
+        r = self.body_mat("payload")
         return np.concatenate([
-            c, q[3:7] / np.linalg.norm(q[3:7]), v, w,
-            self.site_pos("payload_handle") - self.grip_pos,
+            c, r[:, 0], r[:, 2], v, w,
+            *self.rel_grip(self.site_pos("payload_handle")),
+            self.in_gripper(r[:, 2]), self.in_gripper(r[:, 0]),
             BAY_CENTER_M - c,
-            [1.0 if self.grasped == "payload" else 0.0],
         ])
 
     def _evaluate(self) -> tuple[float, bool]:
