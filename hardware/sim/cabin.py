@@ -179,6 +179,13 @@ class CabinEnv(gym.Env):
         rel = np.asarray(point, float) - self.grip_pos
         return rel, self.in_gripper(rel)
 
+    def site_velocity(self, name: str) -> np.ndarray:
+        """World-frame linear velocity of site ``name``, m/s."""
+        vel = np.empty(6)
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE,
+                                 self.model.site(name).id, vel, 0)
+        return vel[3:].copy()
+
     def body_mat(self, name: str) -> np.ndarray:
         return self.data.body(name).xmat.reshape(3, 3).copy()
 

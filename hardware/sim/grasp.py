@@ -28,8 +28,8 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 
-POS_TOL_M = 0.015
-ANGLE_TOL_RAD = np.deg2rad(20.0)
+POS_TOL_M = 0.025
+ANGLE_TOL_RAD = np.deg2rad(30.0)
 
 
 @dataclass(frozen=True)

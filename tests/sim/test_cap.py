@@ -64,7 +64,7 @@ def test_success_criterion_flips_at_threshold(env: CapEnv, inside, outside) -> N
 
 def test_observation_matches_layout(env: CapEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 54
+    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 57
     obs, _ = env.reset(seed=3)
     assert obs.shape == env.observation_space.shape
     pos, linvel, angvel = np.array([0.1, -0.2, 0.3]), np.array([0.01, 0.02, -0.03]), \

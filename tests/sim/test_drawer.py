@@ -76,8 +76,8 @@ def test_success_needs_the_item_released(env: DrawerEnv) -> None:
 
 def test_observation_layout(env: DrawerEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert env.observation_space.shape == (51,)
-    assert sum(f.size for f in layout.values()) == 51
+    assert env.observation_space.shape == (54,)
+    assert sum(f.size for f in layout.values()) == 54
     _set_state(env, 0.12, SLOT_M)
     pos, quat = np.array([0.05, -0.3, 0.1]), np.array([0.9, 0.1, -0.3, 0.2])
     quat /= np.linalg.norm(quat)

@@ -94,7 +94,7 @@ def test_success_criterion_flips_at_threshold(env: StowEnv, inside: dict,
 
 def test_observation_matches_layout(env: StowEnv) -> None:
     layout = {f.name: f.slice for f in env.obs_layout()}
-    assert env.observation_space.shape == (42,)
+    assert env.observation_space.shape == (45,)
     env.reset(seed=11)
     pos, quat = np.array([0.1, -0.2, 0.3]), rot.axisangle_to_quat(np.array([0.2, -0.5, 0.9]))
     v, w = np.array([0.03, -0.01, 0.02]), np.array([0.4, 0.1, -0.3])

@@ -111,6 +111,56 @@ def servo(env: CabinEnv, grip_target: np.ndarray, quat_target: np.ndarray | None
     return np.clip(action, -1.0, 1.0)
 
 
+ORBIT_STEP_RAD = 0.4  # orbit advance per step towards the handle side
+ON_AXIS_RAD = 0.1  # within this angle of the handle axis: straight at the pre-grasp point
+CONE_RAD = 0.5  # beyond this angle: on the orbit sphere
+
+
+def orbit_target(grip: np.ndarray, centre: np.ndarray, handle: np.ndarray,
+                 axis: np.ndarray, standoff_m: float, radius_m: float,
+                 align: float) -> tuple[np.ndarray, float]:
+    """Grip-point target for catching a free body by a handle on its ``axis`` side:
+    ``(target m, k)``. With ``u`` the direction from ``centre`` to the grip point and
+    ``alpha`` its angle from ``axis``, the target lies on the ray from the centre along
+    ``u`` turned towards ``axis`` by at most ``ORBIT_STEP_RAD``, at a radius blended by
+    ``k = clip((alpha - ON_AXIS_RAD) / (CONE_RAD - ON_AXIS_RAD), 0, 1)`` from the
+    pre-grasp point's (``handle + s axis``) to ``radius_m``: far round the body the grip
+    point orbits it (so the palm never sweeps through it), on the handle side it goes
+    straight in. The stand-off ``s = standoff_m * max(align, k)`` shrinks to 0 as the
+    caller's ``align`` (0 = lined up, 1 = not) and ``k`` vanish. Continuous in the state
+    but where the grip point is exactly opposite the handle."""
+    radial = np.asarray(grip, float) - centre
+    dist = float(np.linalg.norm(radial))
+    u = radial / dist if dist > 1e-9 else axis
+    alpha = float(np.arccos(np.clip(u @ axis, -1.0, 1.0)))
+    turn = rot.rotation_between(u, axis)
+    u_next = rot.quat_to_mat(rot.axisangle_to_quat(
+        turn * min(1.0, ORBIT_STEP_RAD / max(alpha, 1e-9)))) @ u
+    k = min(1.0, max(0.0, (alpha - ON_AXIS_RAD) / (CONE_RAD - ON_AXIS_RAD)))
+    s = standoff_m * min(1.0, max(align, k))
+    near = float(np.linalg.norm(handle + s * axis - centre))
+    return centre + (near + (radius_m - near) * k) * u_next, k
+
+
+def turn_towards(r_g: np.ndarray, z: np.ndarray, across: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """World rotation vector (rad) turning the gripper (rotation matrix ``r_g``) towards
+    an attitude with its z axis on unit ``z`` and, if given, its x axis along +-``across``
+    (a bar grasp's fingers): the shortest turn of the z axis plus a spin about it of at
+    most 90 deg. Unlike the rotation to one target frame, which jumps wherever the error
+    passes 180 deg, this is continuous everywhere but where the z axis points exactly
+    away from ``z`` and where the spin error is exactly 90 deg."""
+    tilt = rot.rotation_between(r_g[:, 2], z)
+    if across is None:
+        return tilt
+    x = rot.quat_to_mat(rot.axisangle_to_quat(tilt)) @ r_g[:, 0]  # x once z is on target
+    a = np.asarray(across, float) - (np.asarray(across, float) @ z) * z
+    a /= max(float(np.linalg.norm(a)), 1e-9)
+    spin = float(np.arctan2(np.cross(x, a) @ z, x @ a))
+    spin = (spin + np.pi / 2) % np.pi - np.pi / 2  # +-across: the nearer one
+    return tilt + spin * z
+
+
 def clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
     """``v`` scaled down to Euclidean norm ``limit`` if it is longer."""
     n = float(np.linalg.norm(v))

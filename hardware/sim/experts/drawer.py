@@ -67,7 +67,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import MAX_DPOS_M, MAX_DROT_RAD
-from hardware.sim.experts.base import Expert, in_corridor, servo
+from hardware.sim.experts.base import Expert, in_corridor, servo, turn_towards
 from hardware.sim.scene import CONTROL_HZ, GRIP_OFFSET_M
 from hardware.sim.tasks.drawer import INTERIOR_LO_M, ITEM_HALF_M, DrawerEnv
 
@@ -203,21 +203,21 @@ class DrawerExpert(Expert):
         points along ``-axis`` into the handle, its y axis along the carry loop (item y).
         The axis is the item's +z, tilted about the loop towards the drawer's opening
         direction by the smallest of ``TILTS_RAD`` that keeps the pre-grasp palm pose clear
-        of the cabinet box. Gripper x along the item x (or turned 180 deg, whichever is
-        nearer)."""
+        of the cabinet box. The attitude target turns the gripper's z onto the axis, then
+        spins its x onto +-item x (``turn_towards``: no jump at a 180 deg error)."""
         env = self.env
         r_item = env.body_mat("item")
         sign = 1.0 if r_item[:, 0] @ env.open_dir >= 0.0 else -1.0
         lo, hi = self._obstacle(PALM_MARGIN_M)
         handle = env.site_pos("item_handle")
         for tilt in TILTS_RAD:
-            turn = rot.axisangle_to_quat(r_item[:, 1] * sign * tilt)
-            a = rot.quat_to_mat(turn) @ r_item[:, 2]
+            turn = rot.quat_to_mat(rot.axisangle_to_quat(r_item[:, 1] * sign * tilt))
+            a = turn @ r_item[:, 2]
             palm = handle + (ITEM_STANDOFF_M + GRIP_OFFSET_M) * a
             if not _inside(palm, lo, hi):
                 break
-        q = rot.quat_mul(turn, env.body_quat("item"))
-        return _nearest([q, rot.quat_mul(q, _YAW_180)], env.gripper_quat), a
+        rotvec = turn_towards(env.gripper_mat, a, turn @ r_item[:, 0])
+        return rot.quat_mul(rot.axisangle_to_quat(rotvec), env.gripper_quat), a
 
     def _upright_quat(self) -> np.ndarray:
         """Item orientation upright with the nearest multiple-of-90-deg yaw."""

@@ -50,7 +50,8 @@ Phases:
    the socket's real clearance: the pin has 4 mm per side): the tip advances along -n by
    at most 1 cm per step, 4 mm per step in the last 1.5 cm before the mouth, to 28 mm
    past the mouth (2 mm short of the floor at 30 mm: pressed on the floor, friction
-   would hold the tip where it landed), correcting radial error and tilt on the way. The episode ends (success) once the tip is 25 mm in.
+   would hold the tip where it landed), correcting radial error and tilt on the way.
+   The episode ends (success) once the tip is 25 mm in.
 
 Holding the plug before the socket is armed (no fault), the expert presses the button
 with the plug in hand (phases 0-1).

@@ -13,15 +13,17 @@ Phases:
 
 0. ``APPROACH`` (payload not held): gripper open. With ``u`` the direction from the
    payload centre to the grip point and ``n`` the handle normal (payload z axis), both
-   predicted one step ahead: if ``angle(u, n) > 0.5 rad`` the grip point *orbits* the
-   payload on a 0.19 m sphere about its (moving) centre, turning ``u`` towards ``n`` by
-   at most 0.4 rad per step, gripper pointing at the centre (so the palm never sweeps
-   through the box) and its fingers turning across the bar already; inside that cone it
-   servoes to a pre-grasp point ``s`` metres out along ``n`` from the handle, with ``s``
-   shrinking from 0.10 m to 0 as the grip point's distance from the handle axis (below
-   3.5 cm) and the gripper's attitude error (gripper frame vs. the payload frame, fingers
-   across the handle bar; below 0.55 rad) vanish, both measured on the current state. It closes when the grip point is within 15 mm of
-   the handle; the base's weld then engages.
+   predicted one step ahead, and ``alpha = angle(u, n)``: the grip point servoes to a
+   point on the ray from the centre along ``u`` turned towards ``n`` by at most 0.4 rad,
+   at a radius blended smoothly (``alpha`` from 0.1 to 0.5 rad) from the pre-grasp
+   point's (handle + stand-off ``s`` along ``n``) to 0.19 m, so the grip point orbits the
+   payload towards its handle side and the palm never sweeps through the box. The
+   stand-off ``s`` shrinks from 0.10 m to 0 as ``alpha``, the grip point's distance from
+   the handle axis (below 3.5 cm) and the gripper's attitude error (below 0.55 rad)
+   vanish. From the start the gripper turns towards the grasp attitude (z on the normal,
+   fingers across the bar; ``turn_towards``: z first, then the spin, which has no jump
+   at a 180 deg error). The handle's velocity is fed forward. It closes when the grip
+   point is within 10 mm of the handle; the base's weld then engages.
 1. ``CARRY`` (held, not yet over the bay): the payload's *centre* servoes (at most
    0.025 m per step) to a point 0.12 m above the bay's rim, over the bay centre, while the
    payload turns upright (handle normal to +z) and its edges square up with the bay walls
@@ -47,7 +49,7 @@ import numpy as np
 
 from hardware.sim import rotations as rot
 from hardware.sim.cabin import TRACKING_RATIO
-from hardware.sim.experts.base import Expert, clip_norm, servo
+from hardware.sim.experts.base import Expert, clip_norm, orbit_target, servo, turn_towards
 from hardware.sim.scene import CONTROL_HZ
 from hardware.sim.tasks.stow import BAY_CENTER_M, BAY_RIM_Z_M, BAY_TARGET_M, StowEnv
 
@@ -55,10 +57,8 @@ DT_S = 1.0 / CONTROL_HZ
 APPROACH, CARRY, DESCEND, RELEASE = range(4)
 
 ORBIT_RADIUS_M = 0.19  # grip point to payload centre while orbiting
-ORBIT_STEP_RAD = 0.4  # orbit advance per step
-CONE_RAD = 0.5  # final approach when within this angle of the handle normal
 PREGRASP_M = 0.10  # largest pre-grasp stand-off along the handle normal
-CLOSE_DIST_M = 0.015  # close the gripper within this distance of the handle
+CLOSE_DIST_M = 0.010  # close the gripper within this distance of the handle
 CARRY_POINT_M = np.array([BAY_CENTER_M[0], BAY_CENTER_M[1], BAY_RIM_Z_M + 0.12])
 OVER_BAY_M = 0.025  # horizontal distance of the centre from the bay axis to descend
 UPRIGHT_RAD = 0.12  # attitude error (upright, walls squared) to descend
@@ -69,17 +69,6 @@ RELEASE_SPIN_RADPS = 0.3
 def _rotvec(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     """World rotation vector (rad) turning rotation matrix ``current`` into ``target``."""
     return rot.quat_to_axisangle(rot.mat_to_quat(target @ current.T))
-
-
-def _grasp_frame(z: np.ndarray, across: np.ndarray, r_g: np.ndarray) -> np.ndarray:
-    """Gripper attitude (rotation matrix) with its z axis on unit ``z`` and its x axis
-    (the fingers' closing direction) along ``across`` made orthogonal to ``z``, with the
-    sign nearer to the gripper's current x axis (columns of ``r_g``)."""
-    x = across - (across @ z) * z
-    x /= max(float(np.linalg.norm(x)), 1e-9)
-    if x @ r_g[:, 0] < 0.0:
-        x = -x
-    return np.column_stack([x, np.cross(z, x), z])
 
 
 class StowExpert(Expert):
@@ -118,48 +107,30 @@ class StowExpert(Expert):
         env = self.env
         c, h = env.body_pos("payload"), env.site_pos("payload_handle")
         v, w = env.payload_velocity()
-        r_p = env.data.body("payload").xmat.reshape(3, 3)
+        r_p = env.body_mat("payload")
         step = rot.quat_to_mat(rot.axisangle_to_quat(w * DT_S))  # payload turn in one step
         c1 = c + v * DT_S
         # Attitude target: the payload's, led by its turn over one step / TRACKING_RATIO.
         r_p1 = rot.quat_to_mat(rot.axisangle_to_quat(w * DT_S / TRACKING_RATIO)) @ r_p
         n1 = r_p1[:, 2]
         h1 = c1 + step @ (h - c)
-        g = env.grip_pos
-        r_g = rot.quat_to_mat(env.gripper_quat)
-        radial = g - c1
-        dist = float(np.linalg.norm(radial))
-        u = radial / dist if dist > 1e-9 else n1
-        alpha = float(np.arccos(np.clip(u @ n1, -1.0, 1.0)))
-
-        if alpha > CONE_RAD:
-            # Orbit the payload towards the handle side, gripper pointing at its centre,
-            # fingers already turning across the bar (so the attitude needs no jump when the
-            # final approach begins).
-            turn = rot.rotation_between(u, n1)
-            angle = float(np.linalg.norm(turn))
-            u_next = rot.quat_to_mat(rot.axisangle_to_quat(
-                turn * min(1.0, ORBIT_STEP_RAD / max(angle, 1e-9)))) @ u
-            target = c1 + ORBIT_RADIUS_M * u_next
-            return servo(env, target, rot.mat_to_quat(_grasp_frame(u_next, r_p1[:, 1], r_g)),
-                         grip=-1.0, max_step_m=0.04, max_rot_rad=0.4,
-                         feedforward_m=v * DT_S * (1.0 / TRACKING_RATIO - 1.0))
-
-        # Final approach along the handle normal: gripper z on the normal, fingers (gripper
-        # x) across the handle bar (payload x), i.e. gripper x = +-payload y.
-        r_target = _grasp_frame(n1, r_p1[:, 1], r_g)
-        att_err = float(np.linalg.norm(_rotvec(r_target, r_g)))
-        # Stand-off shrinks as the grip point gets onto the (current) handle axis and the
-        # attitude lines up; gated on the current state so the lead cannot hold it off.
+        g, r_g = env.grip_pos, env.gripper_mat
+        # The attitude target is the grasp's from the start (z on the handle normal,
+        # fingers across the bar), so the gripper turns once, early, while it moves round.
+        quat_target = rot.quat_mul(rot.axisangle_to_quat(turn_towards(r_g, n1, r_p1[:, 1])),
+                                   env.gripper_quat)
+        # Stand-off along the normal: shrinks as the grip point gets onto the (current)
+        # handle axis and the attitude lines up (gated on the current state).
+        att_err = float(np.linalg.norm(turn_towards(r_g, r_p[:, 2], r_p[:, 1])))
         off = g - h
         lateral = float(np.linalg.norm(off - (off @ r_p[:, 2]) * r_p[:, 2]))
-        s = PREGRASP_M * min(1.0, max(0.0, (lateral - 0.005) / 0.03, (att_err - 0.25) / 0.3))
-        target = h1 + s * n1
+        align = max(0.0, (lateral - 0.005) / 0.03, (att_err - 0.25) / 0.3)
+        target, k = orbit_target(g, c1, h1, n1, PREGRASP_M, ORBIT_RADIUS_M, align)
         v_h = v + np.cross(w, h - c)
-        dist_h = float(np.linalg.norm(g - h))
-        grip = self.closing(dist_h < CLOSE_DIST_M)
-        return servo(env, target, rot.mat_to_quat(r_target), grip=grip, max_step_m=0.04,
-                     max_rot_rad=0.4, feedforward_m=v_h * DT_S * (1.0 / TRACKING_RATIO - 1.0))
+        ff = ((1.0 - k) * v_h + k * v) * DT_S * (1.0 / TRACKING_RATIO - 1.0)
+        grip = self.closing(float(np.linalg.norm(g - h)) < CLOSE_DIST_M)
+        return servo(env, target, quat_target, grip=grip, max_step_m=0.04, max_rot_rad=0.4,
+                     feedforward_m=ff)
 
     # ---- phases 1-2: carry over the bay, lower it in ------------------------------------
     def _upright(self) -> tuple[np.ndarray, np.ndarray]:

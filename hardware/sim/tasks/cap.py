@@ -125,6 +125,7 @@ class CapEnv(CabinEnv):
                           "tilt between lid and container axes (rad)"),
         ("handle_rel", 3, "lid handle (knob centre) minus the grip point, m, world frame"),
         ("handle_rel_g", 3, "lid handle minus the grip point, m, gripper frame"),
+        ("handle_vel", 3, "velocity of that handle site, m/s, world frame"),
         ("lid_axis_g", 3, "lid axis, unit, gripper frame"),
         ("seat_rel", 3, "rim centre minus the lid seat point, m, world frame"),
         ("container_axis_g", 3, "container axis, unit, gripper frame"),
@@ -211,7 +212,8 @@ class CapEnv(CabinEnv):
             self.site_pos("rim"), self.container_axis(), cv, cw,
             self.site_pos("lid_seat"), self.lid_axis(), lv, lw,
             self.seat_error(),
-            *self.rel_grip(self.site_pos("lid_handle")), self.in_gripper(self.lid_axis()),
+            *self.rel_grip(self.site_pos("lid_handle")), self.site_velocity("lid_handle"),
+            self.in_gripper(self.lid_axis()),
             self.site_pos("rim") - self.site_pos("lid_seat"),
             self.in_gripper(self.container_axis()),
         ])

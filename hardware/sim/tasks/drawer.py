@@ -136,6 +136,7 @@ class DrawerEnv(CabinEnv):
         ("drawer_handle_rel", 3, "drawer handle site minus the grip point, m, world frame"),
         ("item_handle_rel", 3, "item handle site minus the grip point, m, world frame"),
         ("item_handle_rel_g", 3, "item handle site minus the grip point, m, gripper frame"),
+        ("item_handle_vel", 3, "velocity of that handle site, m/s, world frame"),
         ("item_z_g", 3, "item z axis (handle side), unit, gripper frame"),
         ("item_y_g", 3, "item y axis (along the carry loop), unit, gripper frame"),
         ("item_in_drawer", 3, "item centre in the drawer frame, m (the interior box is "
@@ -299,7 +300,7 @@ class DrawerEnv(CabinEnv):
             d.xpos[self._item], r[:, 0], r[:, 2],
             self.item_linvel, self.item_angvel,
             self.rel_grip(d.site_xpos[self._drawer_handle])[0],
-            *self.rel_grip(item_handle),
+            *self.rel_grip(item_handle), self.site_velocity("item_handle"),
             self.in_gripper(r[:, 2]), self.in_gripper(r[:, 1]),
             self.to_drawer(d.xpos[self._item]),
         ])
