@@ -3,16 +3,14 @@ success of its fixed-point core against its float network on the default task.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import policies
 from compiler.build import CompileOptions, compile_policy
 from compiler.closed_loop import compare_success
+from policies.checkpoint import shipped
 
-SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+SHIPPED = shipped("hatch")
 
 
 @pytest.mark.parametrize("target", ["loihi2", "cpu-fixed", "cpu"])

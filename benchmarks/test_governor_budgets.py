@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import policies
 from compiler.build import CompileOptions, compile_policy
+from policies.checkpoint import shipped
 from runtime.image import write_image
 from runtime.keys import save_keypair
 from tools.budget_sweep import budget_sweep
 
-SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+SHIPPED = shipped("hatch")
 
 
 @pytest.fixture(scope="module")

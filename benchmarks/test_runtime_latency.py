@@ -3,12 +3,10 @@ against snnTorch eager (target: ONNX float >= 10x faster), ANN twin in ONNX for 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import policies
+from policies.checkpoint import shipped
 from tools.latency import chunk_latency
 
-SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+SHIPPED = shipped("hatch")
 
 
 def test_onnx_chunk_latency_vs_snntorch_eager(benchmark) -> None:

@@ -32,8 +32,21 @@ CONFIG, WEIGHTS = "config.json", "policy.safetensors"
 TRAIN_WEIGHTS, TRAIN_STATE = "train_state.safetensors", "train_state.json"
 
 
+PRETRAINED = Path(__file__).parent / "pretrained"
+
+
 class CheckpointError(SpikeflightError):
     """A checkpoint that is missing, unreadable, or of another kind than expected."""
+
+
+def shipped(task: str) -> Path:
+    """The shipped SDP+SDLI checkpoint of cabin task ``task`` (``policies/pretrained/``)."""
+    path = PRETRAINED / f"{task}-sdp-sdli"
+    if not (path / CONFIG).exists():
+        have = sorted(p.name.removesuffix("-sdp-sdli") for p in PRETRAINED.glob("*-sdp-sdli"))
+        raise CheckpointError(f"no shipped checkpoint for task {task!r}; shipped: "
+                              f"{', '.join(have)}")
+    return path
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

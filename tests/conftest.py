@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import policies
+from policies.checkpoint import shipped
 from runtime.image import write_image
 from runtime.keys import save_keypair
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+SHIPPED = shipped("hatch")
 
 
 @pytest.fixture(scope="session")

@@ -96,14 +96,11 @@ def latency(
 ) -> None:
     """Per-chunk latency of the shipped policy: runtime ONNX graphs vs snnTorch eager (one
     thread, same run; target: ONNX float >= 10x faster). Exit 1 if the target is missed."""
-    from pathlib import Path
-
-    import policies
+    from policies.checkpoint import shipped
     from tools.latency import chunk_latency
 
-    shipped = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
     with console.status("timing chunks"):
-        res = chunk_latency(shipped, chunks)
+        res = chunk_latency(shipped("hatch"), chunks)
     table = Table("backend", "median ms/chunk", "p99 ms/chunk", "speed-up vs snnTorch",
                   title=f"per-chunk latency, K = 20, one thread, {chunks} chunks")
     ref = res["snntorch_eager"]["median_ms"]

@@ -1,6 +1,6 @@
 """``spikeflight demo`` (what ``make demo`` runs): the main job on built-in defaults.
 
-Take the shipped spiking policy of the default task, compile it for Loihi 2 into a signed
+Take the shipped spiking policy of a task (default ``hatch``), compile it for Loihi 2 into a signed
 image, verify it, fly it in the cabin without a budget and then under half of the power it
 drew, print the table (success, latency, energy per chunk and per episode under the
 ``cmos45-horowitz2014`` model, budget compliance) and save a plot of power over mission
@@ -16,27 +16,27 @@ from rich.table import Table
 
 from tools.progress import console
 
-SHIPPED = "hatch-sdp-sdli"
-
 
 def demo(
+    task: str = typer.Option("hatch", "--task", "-t", help="cabin task whose shipped policy "
+                                                           "flies"),
     out_dir: Path = typer.Option(Path("out/demo"), "--out-dir", help="where files go"),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="episodes per run"),
 ) -> None:
     """Compile the shipped policy, fly it with and without a power budget, plot the flight."""
-    import policies
     from compiler.build import CompileOptions, compile_policy
     from hardware.sim.registry import make_env
+    from policies.checkpoint import shipped
     from runtime.flight import FlightConfig, fly
     from runtime.image import write_image
     from runtime.keys import load_private_key, save_keypair
     from runtime.loader import load_flight_policy
 
-    checkpoint = Path(policies.__file__).parent / "pretrained" / SHIPPED
+    checkpoint = shipped(task)
     key = out_dir / "keys" / "demo"
     if not key.exists():
         save_keypair(key)
-    image = out_dir / "hatch.sfimg"
+    image = out_dir / f"{task}.sfimg"
     with console.status("compiling the shipped policy for Loihi 2"):
         result = compile_policy(checkpoint, CompileOptions(target="loihi2", ground_episodes=10),
                                 load_private_key(key), on_stage=console.log)
@@ -57,7 +57,7 @@ def demo(
     energy = result.manifest["calibration"]["energy_per_chunk"]
     table = Table("run", "backend", "success", "latency p50 / p99 ms", "uJ/chunk",
                   "uJ/episode", "avg uW", "windows over budget",
-                  title=f"{policy.task}: {SHIPPED} on the runtime ({energy['model']})")
+                  title=f"{policy.task}: {checkpoint.name} on the runtime ({energy['model']})")
     for name, s in runs:
         over = f"{s['windows_over_budget']}/{s['windows']}" if s["budget_w"] else "-"
         table.add_row(name, ", ".join(s["backends"]), f"{s['successes']}/{s['episodes']}",

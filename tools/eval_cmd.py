@@ -23,6 +23,9 @@ def evaluate_cmd(
     execute: int | None = typer.Option(None, "--execute", min=1,
                                        help="actions executed per chunk before replanning "
                                             "(default: the whole chunk)"),
+    takeover: bool = typer.Option(False, "--takeover",
+                                  help="let the scripted expert take over each failed "
+                                       "episode at a random step (cabin tasks)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Success rate (95% CI), episode length, firing rates, synaptic ops and energy per
@@ -49,7 +52,7 @@ def evaluate_cmd(
             bar.update(job, advance=n, status=f"success {won}")
 
         res = evaluate(policy, task, episodes, seed0=seed, ddim_steps=ddim_steps,
-                       execute=execute, on_episode=on_group)
+                       execute=execute, on_episode=on_group, takeover=takeover)
     energy = energy_per_chunk(cfg, res.firing_rates, ddim_steps)
     lo, hi = res.success_ci95
     report = {
@@ -60,7 +63,10 @@ def evaluate_cmd(
         "chunks": res.chunks, "denoising_steps": ddim_steps or cfg.diffusion_steps,
         "executed_per_chunk": execute or cfg.chunk,
         "micro_steps": cfg.micro_steps if cfg.spiking else None,
-        "firing_rates": res.firing_rates, **energy,
+        "firing_rates": res.firing_rates, "failures": res.failures,
+        "takeover": ({"episodes": res.takeover_episodes, "successes": res.takeover_successes}
+                     if takeover else None),
+        **energy,
     }
     if as_json:
         print(json.dumps(report))
@@ -68,6 +74,13 @@ def evaluate_cmd(
     console.print(f"[bold]{cfg.kind}[/bold] on {task}: success {res.successes}/{res.episodes} "
                   f"= {res.success_rate:.0%} (95% CI {lo:.0%}..{hi:.0%}), mean episode length "
                   f"{report['mean_episode_length']:.1f} steps")
+    failed = {k: v for k, v in res.failures.items() if v}
+    if failed:
+        console.print("failed episodes by cause: " + ", ".join(f"{k} {v}" for k, v in
+                                                               failed.items()))
+    if takeover and res.takeover_episodes:
+        console.print(f"expert taking over the failed episodes at a random step: "
+                      f"{res.takeover_successes}/{res.takeover_episodes} succeed")
     if res.firing_rates:
         console.print("firing rates per population (spikes/neuron/micro-step): "
                       + ", ".join(f"{r:.3f}" for r in res.firing_rates))

@@ -14,7 +14,7 @@ from compiler.mapping import map_cores
 from compiler.quantize import quantize_leak, quantize_net, sort_by_weight_scale
 from hardware.loihi2 import LOIHI2
 from runtime.fixed_point import FixedCore, FixedPopulation, decay, wrap24
-from tests.fixtures.tiny_policy import load
+from tests.fixtures.tiny_policy import OBS, load
 
 
 def _pop(vth, dv, bias_mant, bias_exp, weight_exp, groups=None) -> FixedPopulation:
@@ -63,7 +63,7 @@ def test_leak_rounding_and_its_limit() -> None:
 def test_quantised_network_tracks_the_float_one(tiny_runs: dict[str, Path]) -> None:
     net = sort_by_weight_scale(fold(export_policy(load(tiny_runs["sdp-sdli"]))))
     rng = np.random.default_rng(1)
-    obs, x = rng.uniform(-1, 1, (256, 23)), rng.standard_normal((256, net.action_size))
+    obs, x = rng.uniform(-1, 1, (256, OBS)), rng.standard_normal((256, net.action_size))
     k = rng.integers(0, 20, 256)
     current = net.first_layer_current(x, k, obs)
     q = quantize_net(net, current, LOIHI2, groups=4)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hardware.sim.tasks.hatch import HatchEnv
 from policies.bc import TrainConfig, train_bc
 from policies.checkpoint import CheckpointError, load_policy
 from policies.config import PolicyConfig
@@ -19,6 +20,7 @@ from policies.normalize import MinMax
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
 TINY = {"hidden": (32, 32), "obs_hidden": 16, "emb_dim": 8}
+HATCH_OBS = HatchEnv.obs_layout()[-1].slice.stop
 
 
 def _data(n: int = 64, obs_dim: int = 5, act_dim: int = 2) -> BcData:
@@ -111,7 +113,8 @@ def test_cli_demos_of_other_obs_size(tmp_path: Path) -> None:
                "tests.fixtures.toy_env:ToyExpert", "-n", "3", "-o", str(toy)).returncode == 0
     run = tmp_path / "run"
     res = cli("train", "bc", "--task", "hatch", "--demos", str(toy), "-o", str(run))
-    assert_one_line_error(res, str(toy), "observations have 3 values per step, the task expects 23")
+    assert_one_line_error(res, str(toy), "observations have 3 values per step, "
+                         f"the task expects {HATCH_OBS}")
     assert not run.exists()
 
 
@@ -140,7 +143,7 @@ def test_cli_wrong_policy_type_for_existing_run(hatch_demos: Path, tmp_path: Pat
 
 
 def test_load_bc_data_windows_and_pads(hatch_demos: Path) -> None:
-    data = load_bc_data(hatch_demos, chunk=4, obs_dim=23, act_dim=7)
+    data = load_bc_data(hatch_demos, chunk=4, obs_dim=HATCH_OBS, act_dim=7)
     with h5py.File(hatch_demos) as fh:
         acts = fh["data/demo_0/actions"][()]
     n = len(acts)
@@ -152,9 +155,9 @@ def test_load_bc_data_windows_and_pads(hatch_demos: Path) -> None:
 def test_evaluate_replans_after_execute_actions(tmp_path: Path) -> None:
     from policies.evaluate import evaluate
 
-    cfg = PolicyConfig(kind="ann", obs_dim=23, act_dim=7, **TINY)
-    train_bc("hatch", _data(obs_dim=23, act_dim=7), cfg, TrainConfig(iterations=2, batch_size=8,
-                                                           threads=1), tmp_path / "r")
+    cfg = PolicyConfig(kind="ann", obs_dim=HATCH_OBS, act_dim=7, **TINY)
+    train_bc("hatch", _data(obs_dim=HATCH_OBS, act_dim=7), cfg,
+             TrainConfig(iterations=2, batch_size=8, threads=1), tmp_path / "r")
     policy, _ = load_policy(tmp_path / "r")
     one = evaluate(policy, "hatch", episodes=1, ddim_steps=2, execute=1)
     assert one.chunks == sum(one.lengths)  # a new chunk before every step

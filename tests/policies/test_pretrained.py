@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-import policies
-from policies.checkpoint import load_policy
+from policies.checkpoint import load_policy, shipped
 from policies.evaluate import evaluate
 
-SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+SHIPPED = shipped("hatch")
 
 
 def test_shipped_checkpoint_is_a_hatch_sdli_policy() -> None:

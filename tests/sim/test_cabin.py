@@ -146,3 +146,16 @@ def test_action_moves_gripper_by_the_documented_step() -> None:
 def test_unknown_task_lists_valid_names() -> None:
     with pytest.raises(TaskError, match="valid tasks: hatch, stow, cap, panel, drawer"):
         make_env("hatchet")
+
+
+def test_readme_field_tables_match_the_layouts() -> None:
+    """The README lists every task's observation fields in order, with their sizes."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for task in TASKS:
+        env = make_env(task).unwrapped
+        layout = env.obs_layout()
+        common = ", ".join(f"`{f.name}` {f.size}" for f in layout[4:])
+        assert f"| `{task}` | {common} |" in readme, task
+        assert f"| {env.observation_space.shape[0]} |" in readme

@@ -20,8 +20,9 @@ from hardware.sim.tasks.stow import StowEnv
 CLOSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
 
 
-def _pose_gripper(env: CabinEnv, body: str, offset: np.ndarray = np.zeros(3),
-                  turn: np.ndarray = np.zeros(3), fingers: float = FINGER_OPEN_M) -> None:
+def _pose_gripper(env: CabinEnv, body: str, offset: tuple[float, ...] = (0.0, 0.0, 0.0),
+                  turn: tuple[float, ...] | np.ndarray = (0.0, 0.0, 0.0),
+                  fingers: float = FINGER_OPEN_M) -> None:
     """Hold ``body`` still and put the gripper at its canonical, untilted grasp pose, then
     shift the grip point by ``offset`` (m, world) and turn the gripper by the rotation
     vector ``turn`` (rad, world, about the grip point)."""
@@ -30,8 +31,8 @@ def _pose_gripper(env: CabinEnv, body: str, offset: np.ndarray = np.zeros(3),
     mujoco.mj_forward(env.model, env.data)
     _, mat = grasping.canonical_gripper(g, env.gripper_mat, env.body_mat(body),
                                         env.site_pos(g.site), GRIP_OFFSET_M)
-    mat = rot.quat_to_mat(rot.axisangle_to_quat(turn)) @ mat
-    grip = env.site_pos(g.site) + offset
+    mat = rot.quat_to_mat(rot.axisangle_to_quat(np.asarray(turn, float))) @ mat
+    grip = env.site_pos(g.site) + np.asarray(offset, float)
     env.set_free_body("gripper", grip + GRIP_OFFSET_M * mat[:, 2], rot.mat_to_quat(mat),
                       np.zeros(3), np.zeros(3))
     adr = [env.model.jnt_qposadr[env.model.joint(n).id] for n in ("finger_l", "finger_r")]
@@ -51,7 +52,7 @@ def cap() -> CapEnv:
 @pytest.mark.parametrize(("offset_m", "grasped"), [(0.010, True), (0.022, False)])
 def test_grasp_needs_the_grip_point_within_tolerance(cap: CapEnv, offset_m: float,
                                                      grasped: bool) -> None:
-    _pose_gripper(cap, "lid", offset=np.array([offset_m, 0.0, 0.0]))
+    _pose_gripper(cap, "lid", offset=(offset_m, 0.0, 0.0))
     cap.step(CLOSE)
     assert (cap.grasped == "lid") is grasped
 
@@ -74,7 +75,7 @@ def test_closed_fingers_cannot_grasp(cap: CapEnv) -> None:
 def test_an_engaged_grasp_settles_at_the_canonical_pose(cap: CapEnv) -> None:
     """Closed 8 mm off and tilted 12 deg, the lid ends up on the grip point, its axis along
     the gripper's z axis."""
-    _pose_gripper(cap, "lid", offset=np.array([0.0, 0.008, 0.0]),
+    _pose_gripper(cap, "lid", offset=(0.0, 0.008, 0.0),
                   turn=np.deg2rad(12.0) * cap.gripper_mat[:, 0])
     for _ in range(6):
         cap.step(CLOSE)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-import policies
+from policies.checkpoint import shipped
 from runtime.image import bytes_to_arrays, read_image, verify_image
 from runtime.keys import load_public_key
 from tests.fixtures.tiny_policy import train_tiny
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
-SHIPPED = Path(policies.__file__).parent / "pretrained" / "hatch-sdp-sdli"
+SHIPPED = shipped("hatch")
 
 
 @pytest.fixture(scope="module")

@@ -188,3 +188,25 @@ def test_noise_injection_records_expert_labels(tmp_path: Path) -> None:
         obs, *_ = env.step(ep.executed_actions[t])
     with h5py.File(out) as fh:
         assert json.loads(fh["data"].attrs["env_args"])["action_noise_std"] == 0.3
+
+
+@pytest.mark.parametrize(("flags", "hold"), [((), 4), (("--noise-per-step",), 1)])
+def test_noise_is_held_for_a_chunk_unless_asked_per_step(tmp_path: Path, flags: tuple,
+                                                         hold: int) -> None:
+    """One noise draw per 4-step chunk by default, a fresh one each step with
+    --noise-per-step; the provenance says which."""
+    out = tmp_path / "noisy.hdf5"
+    res = cli("data", "collect", "--task", "hatch", "-n", "1", "--noise", "0.02", *flags,
+              "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    ep = read_episodes(out)[0]
+    delta = (ep.executed_actions - ep.actions)[:, :-1]
+    inside = np.abs(ep.executed_actions[:, :-1]) < 1.0  # not clipped at the bounds
+    steps = np.arange(ep.length)
+    for t in steps[1:]:
+        same_draw = t // hold == (t - 1) // hold
+        ok = inside[t] & inside[t - 1]
+        assert np.allclose(delta[t][ok], delta[t - 1][ok]) == same_draw, t
+    assert ep.provenance["source"] == "expert+noise" and ep.provenance["noise_hold"] == hold
+    with h5py.File(out) as fh:
+        assert json.loads(fh["data"].attrs["env_args"])["action_noise_hold"] == hold
