@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +11,21 @@ from hardware.errors import SpikeflightError
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Host-side training.")
+
+# Options shared by ``train bc`` and ``train dagger`` (one definition, one help text).
+Policy = Annotated[str, typer.Option("--policy", "-p", help="sdp | sdp-sdli | ann")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="run directory (resumes if it exists)")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1)]
+Lr = Annotated[float, typer.Option("--lr")]
+Hidden = Annotated[str, typer.Option("--hidden",
+                                     help="hidden widths; the paper's size is 2048,2048")]
+MicroSteps = Annotated[int, typer.Option("--micro-steps", "-T", min=2)]
+RateReg = Annotated[float, typer.Option("--rate-reg", help="firing-rate penalty weight")]
+SdliInvert = Annotated[bool, typer.Option("--sdli-invert", help="front-load the state")]
+Seed = Annotated[int, typer.Option("--seed")]
+Threads = Annotated[int, typer.Option("--threads", min=1)]
+CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1)]
+
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -43,21 +58,20 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
 
 @app.command("bc")
 def bc(
+    out: Out,
     task: str = typer.Option("hatch", "--task", "-t", help="task name or module:callable"),
     demos: Path = typer.Option(..., "--demos", "-d", help="demonstration .hdf5"),
-    policy: str = typer.Option("sdp-sdli", "--policy", "-p", help="sdp | sdp-sdli | ann"),
-    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    policy: Policy = "sdp-sdli",
     iterations: int = typer.Option(20000, "--iterations", "-n", min=1),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
-    lr: float = typer.Option(3e-4, "--lr"),
-    hidden: str = typer.Option("256,256", "--hidden",
-                               help="hidden widths; the paper's size is 2048,2048"),
-    micro_steps: int = typer.Option(4, "--micro-steps", "-T", min=2),
-    rate_reg: float = typer.Option(0.3, "--rate-reg", help="firing-rate penalty weight"),
-    sdli_invert: bool = typer.Option(False, "--sdli-invert", help="front-load the state"),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(2, "--threads", min=1),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1),
+    batch_size: BatchSize = 256,
+    lr: Lr = 3e-4,
+    hidden: Hidden = "256,256",
+    micro_steps: MicroSteps = 4,
+    rate_reg: RateReg = 0.3,
+    sdli_invert: SdliInvert = False,
+    seed: Seed = 0,
+    threads: Threads = 2,
+    checkpoint_every: CheckpointEvery = 1000,
 ) -> None:
     """Train a spiking diffusion policy (or its ANN twin); checkpoints go to --out and an
     interrupted run continues from its last checkpoint when started again."""
@@ -88,10 +102,10 @@ def bc(
 
 @app.command("dagger")
 def dagger(
+    out: Out,
     task: str = typer.Option("hatch", "--task", "-t", help="cabin task (needs its expert)"),
     demos: Path = typer.Option(..., "--demos", "-d", help="expert demonstration .hdf5"),
-    policy: str = typer.Option("sdp-sdli", "--policy", "-p", help="sdp | sdp-sdli | ann"),
-    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    policy: Policy = "sdp-sdli",
     rounds: int = typer.Option(3, "--rounds", min=1, help="DAgger rounds after BC"),
     episodes: int = typer.Option(100, "--episodes", min=1, help="learner rollouts per round"),
     beta: float = typer.Option(0.5, "--beta", min=0.0, max=1.0,
@@ -102,15 +116,15 @@ def dagger(
                                    help="BC iterations of round 0"),
     round_iterations: int = typer.Option(6000, "--round-iterations", min=1,
                                          help="iterations per DAgger round"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
-    lr: float = typer.Option(3e-4, "--lr"),
-    hidden: str = typer.Option("256,256", "--hidden"),
-    micro_steps: int = typer.Option(4, "--micro-steps", "-T", min=2),
-    rate_reg: float = typer.Option(0.3, "--rate-reg", help="firing-rate penalty weight"),
-    sdli_invert: bool = typer.Option(False, "--sdli-invert", help="front-load the state"),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(2, "--threads", min=1),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1),
+    batch_size: BatchSize = 256,
+    lr: Lr = 3e-4,
+    hidden: Hidden = "256,256",
+    micro_steps: MicroSteps = 4,
+    rate_reg: RateReg = 0.3,
+    sdli_invert: SdliInvert = False,
+    seed: Seed = 0,
+    threads: Threads = 2,
+    checkpoint_every: CheckpointEvery = 1000,
 ) -> None:
     """Behaviour cloning, then DAgger rounds: roll out the learner (mixed with the expert),
     label every visited state with the scripted expert, aggregate, retrain. The run

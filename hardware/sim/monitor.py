@@ -2,13 +2,14 @@
 
 After every step ``EpisodeMonitor.observe()`` records what the task's scripted expert
 would call the phase (``phase_from_state``), which bodies have been held, whether an order
-latch (``order_fault``) was raised, and how fast the free task bodies moved while nobody
-held them. ``category()`` then names the first that applies of:
+latch (``order_fault``) was raised, and how fast the free task bodies moved before they
+were first held. ``category()`` then names the first that applies of:
 
 - ``wrong order``: the task's order latch was raised (panel: the plug went in unarmed);
 - ``knocked away``: a free body moved faster than ``KNOCK_SPEED_MPS`` or spun faster than
-  ``KNOCK_SPIN_RADPS`` while not held (resets draw at most 0.08 m/s and 1 rad/s, so only a
-  blow gets there);
+  ``KNOCK_SPIN_RADPS`` before it was first held (resets draw at most 0.08 m/s and
+  1 rad/s, so only a blow on the way to the catch gets there; once held, a body may
+  legitimately move faster, e.g. drawer's item riding in the drawer as it is pushed shut);
 - ``missed catch``: some graspable body was never held;
 - ``misplaced``: everything was held and the expert's last phase (insert, release, swing,
   push) was reached, but the criterion never held: alignment, insertion or release fell
@@ -51,7 +52,7 @@ class EpisodeMonitor:
         self.max_phase = max(self.max_phase, self.expert.phase_from_state())
         self.order_fault |= bool(getattr(env, "order_fault", False))
         for body in self._free:
-            if body == env.grasped:
+            if body in self.held:
                 continue
             v = env.joint_qvel(body)
             if np.linalg.norm(v[:3]) > KNOCK_SPEED_MPS or np.linalg.norm(v[3:]) > KNOCK_SPIN_RADPS:

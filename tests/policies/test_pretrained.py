@@ -13,7 +13,7 @@ SHIPPED = shipped("hatch")
 def test_shipped_checkpoint_is_a_hatch_sdli_policy() -> None:
     policy, meta = load_policy(SHIPPED)
     assert meta["task"] == "hatch" and meta["policy"]["kind"] == "sdp-sdli"
-    assert sum(p.numel() for p in policy.parameters()) == 141_916
+    assert sum(p.numel() for p in policy.parameters()) == 147_676
     assert float(policy.spiking.sdli.beta) == pytest.approx(policy.cfg.sdli_beta_max)  # ramped
 
 
