@@ -117,7 +117,7 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
                 res.failures[monitors[i].category()] += 1
                 if takeover:
                     res.takeover_episodes += 1
-                    res.takeover_successes += _expert_takes_over(
+                    res.takeover_successes += expert_takes_over(
                         group[i], snaps[i][int(pick.integers(len(snaps[i])))])
             res.successes += sum(won)
             res.lengths += steps
@@ -132,7 +132,7 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
     return res
 
 
-def _expert_takes_over(env: gym.Env, state: dict) -> bool:
+def expert_takes_over(env: gym.Env, state: dict) -> bool:
     """Restore ``state`` and let the task's expert act for the steps left: success?"""
     cabin = env.unwrapped
     obs = cabin.set_state(state)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hardware.sim.monitor import CATEGORIES
 from hardware.sim.tasks.hatch import HatchEnv
 from policies.bc import TrainConfig, train_bc
 from policies.checkpoint import CheckpointError, load_policy
@@ -172,6 +173,32 @@ def test_evaluate_replans_after_execute_actions(tmp_path: Path) -> None:
     ("--execute", "9", "--execute must be at most the chunk size 4"),
 ])
 def test_cli_eval_bad_options(flag: str, value: str, needle: str) -> None:
-    from tests.policies.test_pretrained import SHIPPED
+    from policies.checkpoint import shipped
 
-    assert_one_line_error(cli("eval", str(SHIPPED), "-n", "1", flag, value), needle)
+    assert_one_line_error(cli("eval", str(shipped("hatch")), "-n", "1", flag, value), needle)
+
+
+def test_failed_episodes_are_categorised_and_taken_over(tmp_path: Path) -> None:
+    """An untrained policy fails every episode: each failure gets one category, and with
+    ``takeover`` the expert takes each of them over from one of its chunks."""
+    from policies.evaluate import evaluate
+
+    cfg = PolicyConfig(kind="ann", obs_dim=HATCH_OBS, act_dim=7, **TINY)
+    train_bc("hatch", _data(obs_dim=HATCH_OBS, act_dim=7), cfg,
+             TrainConfig(iterations=2, batch_size=8, threads=1), tmp_path / "r")
+    policy, _ = load_policy(tmp_path / "r")
+    res = evaluate(policy, "hatch", episodes=2, ddim_steps=2, takeover=True)
+    assert res.successes == 0
+    assert sum(res.failures.values()) == 2 and set(res.failures) == set(CATEGORIES)
+    assert res.takeover_episodes == 2 and 0 <= res.takeover_successes <= 2
+
+
+def test_the_expert_taking_over_at_the_start_succeeds() -> None:
+    from hardware.sim.registry import make_env
+    from policies.evaluate import expert_takes_over
+
+    env = make_env("stow")
+    env.reset(seed=10_000)
+    state = env.unwrapped.get_state()
+    env.reset(seed=10_001)  # elsewhere, so the snapshot must put everything back
+    assert expert_takes_over(env, state)

@@ -76,8 +76,8 @@ def test_success_needs_the_item_released(env: DrawerEnv) -> None:
 
 def test_observation_layout(env: DrawerEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert env.observation_space.shape == (54,)
-    assert sum(f.size for f in layout.values()) == 54
+    assert env.observation_space.shape == (57,)
+    assert sum(f.size for f in layout.values()) == 57
     _set_state(env, 0.12, SLOT_M)
     pos, quat = np.array([0.05, -0.3, 0.1]), np.array([0.9, 0.1, -0.3, 0.2])
     quat /= np.linalg.norm(quat)
@@ -96,6 +96,8 @@ def test_observation_layout(env: DrawerEnv) -> None:
     rel = env.site_pos("item_handle") - env.grip_pos
     np.testing.assert_allclose(obs[layout["item_handle_rel"].slice], rel, atol=1e-12)
     np.testing.assert_allclose(obs[layout["item_handle_rel_g"].slice], r_g.T @ rel, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["item_rel"].slice], env.body_pos("item") - env.grip_pos,
+                               atol=1e-12)
     np.testing.assert_allclose(obs[layout["drawer_handle_rel"].slice],
                                env.site_pos("drawer_handle") - env.grip_pos, atol=1e-12)
     np.testing.assert_allclose(obs[layout["item_in_drawer"].slice], env.to_drawer(pos),

@@ -116,7 +116,7 @@ def test_arming_threshold_and_order(env: PanelEnv) -> None:
 
 def test_observation_matches_layout(env: PanelEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 57
+    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 60
     obs, _ = env.reset(seed=3)
     assert obs.shape == env.observation_space.shape
     pos, linvel, angvel = (np.array([0.05, 0.1, 0.0]), np.array([0.01, 0.02, -0.03]),
@@ -143,6 +143,8 @@ def test_observation_matches_layout(env: PanelEnv) -> None:
     assert obs[layout["armed"].slice][0] == 0.0 and obs[layout["order_fault"].slice][0] == 0.0
     r_g = env.gripper_mat
     rel = env.site_pos("plug_handle") - env.grip_pos
+    np.testing.assert_allclose(obs[layout["plug_rel"].slice], env.body_pos("plug") - env.grip_pos,
+                               atol=1e-12)
     np.testing.assert_allclose(obs[layout["handle_rel"].slice], rel, atol=1e-12)
     np.testing.assert_allclose(obs[layout["handle_rel_g"].slice], r_g.T @ rel, atol=1e-12)
     np.testing.assert_allclose(obs[layout["plug_axis_g"].slice], r_g.T @ env.plug_axis(),

@@ -94,7 +94,7 @@ def test_success_criterion_flips_at_threshold(env: StowEnv, inside: dict,
 
 def test_observation_matches_layout(env: StowEnv) -> None:
     layout = {f.name: f.slice for f in env.obs_layout()}
-    assert env.observation_space.shape == (45,)
+    assert env.observation_space.shape == (48,)
     env.reset(seed=11)
     pos, quat = np.array([0.1, -0.2, 0.3]), rot.axisangle_to_quat(np.array([0.2, -0.5, 0.9]))
     v, w = np.array([0.03, -0.01, 0.02]), np.array([0.4, 0.1, -0.3])
@@ -114,6 +114,7 @@ def test_observation_matches_layout(env: StowEnv) -> None:
     np.testing.assert_allclose(obs[layout["payload_angvel"]], w, atol=1e-12)
     np.testing.assert_allclose(obs[layout["handle_rel"]],
                                env.site_pos("payload_handle") - env.grip_pos, atol=1e-12)
+    np.testing.assert_allclose(obs[layout["payload_rel"]], pos - env.grip_pos, atol=1e-12)
     # the handle sits 6 cm out along the payload's z axis
     np.testing.assert_allclose(env.site_pos("payload_handle"),
                                pos + 0.06 * rot.quat_to_mat(quat)[:, 2], atol=1e-12)

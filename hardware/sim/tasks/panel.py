@@ -183,6 +183,7 @@ class PanelEnv(CabinEnv):
         ("button_rel_g", 3, "button face (at zero travel) minus the gripper body origin, m, "
                             "gripper frame"),
         ("socket_axis_g", 3, "socket axis, unit, gripper frame"),
+        ("plug_rel", 3, "plug centre minus the grip point, m, world frame"),
         ("handle_rel", 3, "plug handle (knob centre) minus the grip point, m, world frame"),
         ("handle_rel_g", 3, "plug handle minus the grip point, m, gripper frame"),
         ("handle_vel", 3, "velocity of that handle site, m/s, world frame"),
@@ -332,6 +333,7 @@ class PanelEnv(CabinEnv):
             self.button_rest_pos(), d.xpos[self._plug_body], self.plug_axis(), lin, ang,
             s, n, d.site_xpos[self._tip_site] - s,
             self.in_gripper(self.button_rest_pos() - self.gripper_pos), self.in_gripper(n),
+            self.rel_grip(d.xpos[self._plug_body])[0],
             *self.rel_grip(d.site_xpos[self._handle_site]), self.site_velocity("plug_handle"),
             self.in_gripper(self.plug_axis()),
         ])

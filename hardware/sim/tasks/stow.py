@@ -116,7 +116,8 @@ class StowEnv(CabinEnv):
                             "normal), unit, world frame"),
         ("payload_linvel", 3, "payload centre velocity, m/s, world frame"),
         ("payload_angvel", 3, "payload angular velocity, rad/s, world frame"),
-        ("handle_rel", 3, "payload handle site minus the gripper's grip point, m, world frame"),
+        ("payload_rel", 3, "payload centre minus the gripper's grip point, m, world frame"),
+        ("handle_rel", 3, "payload handle site minus the grip point, m, world frame"),
         ("handle_rel_g", 3, "payload handle site minus the grip point, m, gripper frame"),
         ("handle_vel", 3, "velocity of that handle site, m/s, world frame"),
         ("handle_normal_g", 3, "handle normal (payload z axis), unit, gripper frame"),
@@ -204,7 +205,7 @@ class StowEnv(CabinEnv):
         c = q[:3]
         r = self.body_mat("payload")
         return np.concatenate([
-            c, r[:, 0], r[:, 2], v, w,
+            c, r[:, 0], r[:, 2], v, w, c - self.grip_pos,
             *self.rel_grip(self.site_pos("payload_handle")), self.site_velocity("payload_handle"),
             self.in_gripper(r[:, 2]), self.in_gripper(r[:, 0]),
             BAY_CENTER_M - c,
