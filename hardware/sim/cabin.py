@@ -24,10 +24,18 @@ body is then held at the canonical grasp pose. Commanding it open releases it.
 
 Per reset, task body masses are scaled by U(``MASS_SCALE``) and contact friction by
 U(``FRICTION_SCALE``); each task then randomizes its own poses, drift and tumble.
+
+Numerical blow-ups: when MuJoCo finds a non-finite or huge position, velocity or
+acceleration it resets the simulation to the model's rest state. The step that does so
+ends the episode (``truncated``, ``info["unstable"] = True``, never a success), and
+MuJoCo's warning text goes to the ``spikeflight.sim`` logger (stderr), not to stdout
+where it would corrupt ``--json`` output, nor to a ``MUJOCO_LOG.TXT`` in the working
+directory.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,6 +47,11 @@ from hardware.sim import grasp as grasping
 from hardware.sim import rotations as rot
 from hardware.sim.grasp import Grasp
 from hardware.sim.scene import FINGER_OPEN_M, GRIP_OFFSET_M, SUBSTEPS, TaskScene, build_mjcf
+
+_log = logging.getLogger("spikeflight.sim")
+mujoco.set_mju_user_warning(lambda msg: _log.warning("MuJoCo: %s", msg))
+_BLOWUPS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+            mujoco.mjtWarning.mjWARN_BADQACC)
 
 MAX_DPOS_M = 0.05
 MAX_DROT_RAD = 0.5
@@ -267,15 +280,23 @@ class CabinEnv(gym.Env):
         close = a[6] > 0.0
         d.ctrl[0] = 0.0 if close else FINGER_OPEN_M
         self._update_grasp(close)
+        before = self._blowups()
         mujoco.mj_step(self.model, d, nstep=SUBSTEPS)
         # mj_step leaves positions and contacts of the state *before* its last substep;
         # observe (and decide, next step) on the state after it
         mujoco.mj_forward(self.model, d)
         self.steps += 1
+        if self._blowups() > before:  # MuJoCo has reset the state: the episode is void
+            info = {"success": False, "grasped": self.grasped, "unstable": True}
+            return self._obs(), 0.0, False, True, info
         reward, success = self._evaluate()
         truncated = self.steps >= self.max_steps
         info = {"success": bool(success), "grasped": self.grasped}
         return self._obs(), float(reward), bool(success), truncated, info
+
+    def _blowups(self) -> int:
+        """How many times MuJoCo has reset this simulation after a numerical blow-up."""
+        return sum(int(self.data.warning[w].number) for w in _BLOWUPS)
 
     def _update_grasp(self, close: bool) -> None:
         d = self.data

@@ -159,3 +159,20 @@ def test_readme_field_tables_match_the_layouts() -> None:
         common = ", ".join(f"`{f.name}` {f.size}" for f in layout[4:])
         assert f"| `{task}` | {common} |" in readme, task
         assert f"| {env.observation_space.shape[0]} |" in readme
+
+
+def test_a_numerical_blow_up_ends_the_episode_quietly(capfd: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """MuJoCo resets a blown-up simulation: that step is truncated, never a success, and
+    its warning goes to the ``spikeflight.sim`` log, not into stdout (``--json``)."""
+    env = make_env("stow")
+    env.reset(seed=0)
+    env.unwrapped.data.qvel[:] = np.nan
+    obs, reward, term, trunc, info = env.step(np.zeros(7))
+    assert (term, trunc, info["unstable"], info["success"]) == (False, True, True, False)
+    assert np.isfinite(obs).all()
+    assert capfd.readouterr().out == ""
+    assert any(r.name == "spikeflight.sim" and "Nan, Inf or huge value in QVEL" in r.message
+               for r in caplog.records)
+    _, _, _, trunc, info = env.step(np.zeros(7))  # the next step is an ordinary one again
+    assert "unstable" not in info
