@@ -66,6 +66,10 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
     horizon = policy.cfg.chunk if execute is None else execute
     if not 1 <= horizon <= policy.cfg.chunk:
         raise ValueError(f"execute must be in 1..{policy.cfg.chunk}, got {execute}")
+    cabin = task in TASKS
+    if takeover and not cabin:
+        raise EvalError(f"--takeover needs a scripted expert: the task must be one of "
+                        f"{', '.join(TASKS)}, got {task!r}")
     policy.eval()
     snn = policy.spiking
     if snn is not None:
@@ -79,7 +83,6 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
         raise EvalError(f"the policy takes {policy.cfg.obs_dim} observation values, task "
                         f"{task!r} gives {obs_dim} (trained for another task, or on an older "
                         "observation layout: retrain it)")
-    cabin = task in TASKS
     monitors = [EpisodeMonitor(e.unwrapped, make_expert(task, e)) for e in envs] if cabin else []
     res = EvalResult(task=task, episodes=episodes, successes=0, lengths=[], chunks=0,
                      failures=dict.fromkeys(CATEGORIES, 0) if cabin else {})

@@ -25,7 +25,7 @@ def evaluate_cmd(
                                             "(default: the whole chunk)"),
     takeover: bool = typer.Option(False, "--takeover",
                                   help="let the scripted expert take over each failed "
-                                       "episode at a random step (cabin tasks)"),
+                                       "episode at a random chunk (cabin tasks)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Success rate (95% CI), episode length, firing rates, synaptic ops and energy per
@@ -79,7 +79,7 @@ def evaluate_cmd(
         console.print("failed episodes by cause: " + ", ".join(f"{k} {v}" for k, v in
                                                                failed.items()))
     if takeover and res.takeover_episodes:
-        console.print(f"expert taking over the failed episodes at a random step: "
+        console.print(f"expert taking over the failed episodes at a random chunk: "
                       f"{res.takeover_successes}/{res.takeover_episodes} succeed")
     if res.firing_rates:
         console.print("firing rates per population (spikes/neuron/micro-step): "

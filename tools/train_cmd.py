@@ -27,7 +27,6 @@ Threads = Annotated[int, typer.Option("--threads", min=1)]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1)]
 
 
-
 def parse_widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in text.split(","))

@@ -202,3 +202,15 @@ def test_the_expert_taking_over_at_the_start_succeeds() -> None:
     state = env.unwrapped.get_state()
     env.reset(seed=10_001)  # elsewhere, so the snapshot must put everything back
     assert expert_takes_over(env, state)
+
+
+def test_takeover_needs_a_scripted_expert(tmp_path: Path) -> None:
+    from policies.evaluate import EvalError, evaluate
+
+    cfg = PolicyConfig(kind="ann", obs_dim=3, act_dim=2, **TINY)
+    train_bc("toy", _data(obs_dim=3, act_dim=2), cfg,
+             TrainConfig(iterations=2, batch_size=8, threads=1), tmp_path / "r")
+    policy, _ = load_policy(tmp_path / "r")
+    with pytest.raises(EvalError, match="--takeover needs a scripted expert: the task must be "
+                                        "one of hatch, .*, got 'tests.fixtures.toy_env"):
+        evaluate(policy, "tests.fixtures.toy_env:make_toy", episodes=1, takeover=True)
