@@ -1,50 +1,63 @@
 """The signed policy image (``.sfimg``): the contract between compiler and runtime.
 
-The layout follows MCUboot's ideas (fixed header, protected area, TLV trailer with SHA-256,
-KEYHASH and Ed25519 entries using MCUboot's TLV type numbers) but is **not**
-MCUboot-compatible: own magic, own header, a JSON manifest and named sections. All integers
-are little-endian.
+An image is an **MCUboot image** whose body is the spikeflight payload, so that MCUboot's
+own tools read and check it: ``imgtool verify -k KEY`` accepts it, ``imgtool dumpinfo``
+prints it, and a payload signed by ``imgtool sign`` with the same Ed25519 key loads here.
+All integers are little-endian. Format version 2 (version 1, with its own header, is gone).
 
-Protected area (covered by the SHA-256 and hence by the signature)::
+MCUboot header (32 bytes, ``struct image_header``)::
 
-    offset    size  field
-    --------  ----  ---------------------------------------------------------------
-    0         4     magic b"SFIM"
-    4         2     header_size, u16 (72)
-    6         2     format_version, u16 (1; other versions are refused)
-    8         1     target class, u8: 0 loihi2, 1 cpu, 2 cpu-fixed
-    9         1     reserved, 0
-    10        2     flags, u16 (none defined yet: 0)
-    12        1     version major, u8
-    13        1     version minor, u8
-    14        2     version revision, u16
-    16        4     version build, u32
-    20        4     security_counter, u32 (monotonic anti-rollback counter)
-    24        4     manifest_size M, u32
-    28        4     section_count N, u32
-    32        4     sections_size S, u32
-    36        32    SHA-256 of the manifest bytes
-    68        4     CRC-32 (zlib) of header bytes 0..67
-    72        M     manifest: canonical JSON (UTF-8, sorted keys, compact, no NaN)
-    72+M      S     sections, back to back in manifest order, no padding
+    offset  size  field
+    ------  ----  ---------------------------------------------------------------------
+    0       4     ih_magic 0x96f3b83d
+    4       4     ih_load_addr, 0 (the image is not loaded to a fixed RAM address)
+    8       2     ih_hdr_size H: 32, or more with zero padding (``imgtool -H``)
+    10      2     ih_protect_tlv_size: bytes of the protected TLV area, info included
+    12      4     ih_img_size B: bytes of the body (the spikeflight payload)
+    16      4     ih_flags, 0 (no encryption, compression, RAM load)
+    20      8     ih_ver: major u8, minor u8, revision u16, build u32
+    28      4     padding, 0
+
+Body at H (the spikeflight payload, what ``imgtool sign --pad-header`` signs)::
+
+    0       4     magic b"SFIM"
+    4       2     format_version, u16 (2; other versions are refused)
+    6       2     payload header size, u16 (56)
+    8       4     manifest_size M, u32
+    12      4     section_count N, u32
+    16      4     sections_size S, u32 (B = 56 + M + S)
+    20      32    SHA-256 of the manifest bytes
+    52      4     CRC-32 (zlib) of payload header bytes 0..51
+    56      M     manifest: canonical JSON (UTF-8, sorted keys, compact, no NaN)
+    56+M    S     sections, back to back in manifest order, no padding
 
 The manifest is the compiler's dict plus a ``sections`` table added by the packer: a list of
-``{"name", "offset", "size", "sha256"}`` with offsets relative to byte 72 + M.
+``{"name", "offset", "size", "sha256"}`` with offsets relative to the sections area.
 
-Trailer (not protected; starts at P = 72 + M + S)::
+Protected TLV area at H + B (covered by the SHA-256 and hence by the signature)::
 
-    offset    size  field
-    --------  ----  ---------------------------------------------------------------
-    P         2     TLV info magic, u16 0x5346 (MCUboot's is 0x6907)
-    P+2       2     trailer length T including these 4 bytes, u16 (144)
-    P+4       4+32  TLV 0x10 SHA256: type u16, length u16, SHA-256 of bytes [0, P)
-    P+40      4+32  TLV 0x01 KEYHASH: SHA-256 of the raw 32-byte Ed25519 public key
-    P+76      4+64  TLV 0x24 ED25519: signature over the 32-byte SHA256 value
-    P+T             end of file (nothing may follow)
+    info   magic u16 0x6908, total length u16 (4 + entries)
+    0x50   SEC_CNT, u32: the monotonic anti-rollback security counter
+    0xa0   spikeflight target class, u8: 0 loihi2, 1 cpu, 2 cpu-fixed (a vendor TLV)
 
-MCUboot keeps the security counter in a protected TLV (0x50); here it is a header field,
-equally covered by the signature. Failures raise :class:`ImageError` naming the region:
-``header``, ``manifest``, ``section 'NAME'``, ``trailer``, ``key`` or ``signature``.
+TLV area after it, to the end of the file (nothing may follow)::
+
+    info   magic u16 0x6907, total length u16 (144)
+    0x10   SHA256: SHA-256 of bytes [0, H + B + protected TLV size)
+    0x01   KEYHASH: SHA-256 of the DER SubjectPublicKeyInfo Ed25519 public key
+    0x24   ED25519: signature over the 32-byte SHA256 value (imgtool's default)
+
+Each TLV is type u16 (standard types: u8 + a zero byte, as imgtool writes them), length
+u16, value. A spikeflight payload ``payload.bin`` becomes an image with
+``imgtool sign -k KEY.pem --pad-header -H 32 -S SLOT_SIZE -v 1.2.3 -s 7 --custom-tlv 0xa0
+0x01 payload.bin out.sfimg`` (target cpu); :func:`payload_bytes` gives the payload of an
+image, and signing it so with the image's key, version and counter gives the image back
+byte for byte (Ed25519 signatures are deterministic).
+
+Failures raise :class:`ImageError` naming the region: ``header`` (MCUboot header and payload
+header), ``manifest``, ``section 'NAME'``, ``protected TLVs``, ``trailer``, ``digest``
+(the SHA-256 does not match although every region with its own checksum does: the version
+field, a protected TLV value or the SHA256 entry was altered), ``key`` or ``signature``.
 """
 
 from __future__ import annotations
@@ -71,19 +84,30 @@ from hardware.errors import SpikeflightError
 from runtime.keys import key_hash, key_id
 
 TARGETS = ("loihi2", "cpu", "cpu-fixed")
-MAGIC = b"SFIM"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
-HEADER_SIZE = 72
-TLV_INFO_MAGIC = 0x5346
+IMAGE_MAGIC = 0x96F3B83D
+HEADER_SIZE = 32
+PAYLOAD_MAGIC = b"SFIM"
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (2,)
+PAYLOAD_HEADER_SIZE = 56
+TLV_INFO_MAGIC = 0x6907
+TLV_PROT_INFO_MAGIC = 0x6908
 TLV_KEYHASH = 0x01
 TLV_SHA256 = 0x10
 TLV_ED25519 = 0x24
-TLV_NAMES = {TLV_KEYHASH: "KEYHASH", TLV_SHA256: "SHA256", TLV_ED25519: "ED25519"}
-TLV_LENGTHS = {TLV_SHA256: 32, TLV_KEYHASH: 32, TLV_ED25519: 64}
+TLV_SEC_CNT = 0x50
+TLV_TARGET = 0xA0
+TLV_NAMES = {TLV_KEYHASH: "KEYHASH", TLV_SHA256: "SHA256", TLV_ED25519: "ED25519",
+             TLV_SEC_CNT: "SEC_CNT", TLV_TARGET: "TARGET"}
+TLV_LENGTHS = {TLV_SHA256: 32, TLV_KEYHASH: 32, TLV_ED25519: 64, TLV_SEC_CNT: 4,
+               TLV_TARGET: 1}
 TLV_ORDER = (TLV_SHA256, TLV_KEYHASH, TLV_ED25519)
+PROTECTED_ORDER = (TLV_SEC_CNT, TLV_TARGET)
+TRAILER_SIZE = 4 + sum(4 + TLV_LENGTHS[t] for t in TLV_ORDER)
+PROTECTED_SIZE = 4 + sum(4 + TLV_LENGTHS[t] for t in PROTECTED_ORDER)
 
-_HEADER = struct.Struct("<4sHHBBHBBHIIIII32sI")
+_MCUBOOT = struct.Struct("<IIHHIIBBHII")
+_PAYLOAD = struct.Struct("<4sHHIII32sI")
 _TLV_INFO = struct.Struct("<HH")
 _TLV = struct.Struct("<HH")
 _U32 = 0xFFFFFFFF
@@ -91,13 +115,12 @@ _SECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\+(0|[1-9]\d*))?")
 _SHA_HEX = re.compile(r"[0-9a-f]{64}")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-assert _HEADER.size == HEADER_SIZE
+assert _MCUBOOT.size == HEADER_SIZE and _PAYLOAD.size == PAYLOAD_HEADER_SIZE
 
 
 class ImageError(SpikeflightError):
-    """A bad image, or bad input to the packer. ``region`` is the part that failed
-    (``header``, ``manifest``, ``section 'NAME'``, ``trailer``, ``key``, ``signature``) and
-    leads the message, or None."""
+    """A bad image, or bad input to the packer. ``region`` is the part that failed (see the
+    module docstring) and leads the message, or None."""
 
     def __init__(self, message: str, region: str | None = None) -> None:
         super().__init__(f"{region}: {message}" if region else message)
@@ -111,7 +134,8 @@ class PackError(ImageError, ValueError):
 
 @dataclass(frozen=True)
 class ImageHeader:
-    """The decoded fixed header (see the module docstring for the byte layout)."""
+    """The decoded MCUboot header, payload header and protected TLVs (see the module
+    docstring for the byte layout)."""
 
     format_version: int
     header_size: int
@@ -122,11 +146,13 @@ class ImageHeader:
     version_revision: int
     version_build: int
     security_counter: int
+    body_size: int
+    protected_tlv_size: int
     manifest_size: int
     section_count: int
     sections_size: int
     manifest_sha256: str
-    header_crc32: int
+    payload_crc32: int
 
     @property
     def version(self) -> str:
@@ -135,9 +161,19 @@ class ImageHeader:
         return f"{core}+{self.version_build}" if self.version_build else core
 
     @property
+    def manifest_offset(self) -> int:
+        """File offset of the manifest (after the MCUboot and payload headers)."""
+        return self.header_size + PAYLOAD_HEADER_SIZE
+
+    @property
+    def sections_offset(self) -> int:
+        """File offset of the first section."""
+        return self.manifest_offset + self.manifest_size
+
+    @property
     def protected_size(self) -> int:
-        """Bytes covered by the SHA-256: header + manifest + sections."""
-        return self.header_size + self.manifest_size + self.sections_size
+        """Bytes covered by the SHA-256: header, body and protected TLV area."""
+        return self.header_size + self.body_size + self.protected_tlv_size
 
 
 @dataclass(frozen=True)
@@ -176,18 +212,23 @@ class Image:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: ``header``, ``manifest``, ``sections``, ``trailer``."""
-        header = asdict(self.header)
-        header["version"] = self.header.version
-        start = self.header.header_size + self.header.manifest_size
-        sections = [{**row, "file_offset": start + row["offset"]} for row in self.section_table]
-        tlvs = [{"type": t, "name": TLV_NAMES[t], "length": TLV_LENGTHS[t]} for t in TLV_ORDER]
+        h = self.header
+        header = asdict(h)
+        header["version"] = h.version
+        sections = [{**row, "file_offset": h.sections_offset + row["offset"]}
+                    for row in self.section_table]
+
+        def tlvs(order: tuple[int, ...]) -> list[dict[str, Any]]:
+            return [{"type": t, "name": TLV_NAMES[t], "length": TLV_LENGTHS[t]} for t in order]
+
         trailer = {
-            "offset": self.header.protected_size,
+            "offset": h.protected_size,
             "size": self.trailer_size,
             "sha256": self.digest,
             "key_id": self.key_id,
             "signature": self.signature,
-            "tlvs": tlvs,
+            "protected_tlvs": tlvs(PROTECTED_ORDER),
+            "tlvs": tlvs(TLV_ORDER),
         }
         return {
             "file_size": self.size,
@@ -291,6 +332,12 @@ def check_section_name(name: object) -> str:
     return name
 
 
+def _tlv_area(magic: int, entries: list[tuple[int, bytes]]) -> bytes:
+    """A TLV area: info (magic, total length) then each ``(type, value)`` entry."""
+    body = b"".join(_TLV.pack(kind, len(value)) + value for kind, value in entries)
+    return _TLV_INFO.pack(magic, _TLV_INFO.size + len(body)) + body
+
+
 def pack_image(
     manifest: dict,
     sections: dict[str, bytes],
@@ -299,7 +346,6 @@ def pack_image(
     version: str,
     security_counter: int,
     private_key: Ed25519PrivateKey,
-    flags: int = 0,
 ) -> bytes:
     """Build and sign an image. All input is checked first (:class:`PackError`)."""
     if target not in TARGETS:
@@ -311,8 +357,6 @@ def pack_image(
         or not 0 <= security_counter <= _U32
     ):
         raise PackError(f"security counter {security_counter!r} is not an integer in 0..{_U32}")
-    if not isinstance(flags, int) or not 0 <= flags <= 0xFFFF:
-        raise PackError(f"flags {flags!r} is not a u16")
     if not isinstance(private_key, Ed25519PrivateKey):
         raise PackError(f"private key is a {type(private_key).__name__}, not Ed25519")
     if not isinstance(manifest, dict):
@@ -339,87 +383,147 @@ def pack_image(
         blobs.append(blob)
         offset += len(blob)
     manifest_bytes = canonical_json({**manifest, "sections": table})
-    if offset > _U32 or len(manifest_bytes) > _U32:
-        raise PackError("image too large: manifest and sections must each stay below 4 GiB")
-    head = _HEADER.pack(
-        MAGIC,
-        HEADER_SIZE,
-        FORMAT_VERSION,
-        TARGETS.index(target),
-        0,
-        flags,
-        major,
-        minor,
-        revision,
-        build,
-        security_counter,
-        len(manifest_bytes),
-        len(table),
-        offset,
-        hashlib.sha256(manifest_bytes).digest(),
-        0,
-    )[:-4]
-    head += struct.pack("<I", zlib.crc32(head))
-    protected = b"".join([head, manifest_bytes, *blobs])
-    digest = hashlib.sha256(protected).digest()
+    body_size = PAYLOAD_HEADER_SIZE + len(manifest_bytes) + offset
+    if body_size > _U32:
+        raise PackError("image too large: the body must stay below 4 GiB (MCUboot's u32 size)")
+    payload_head = _PAYLOAD.pack(PAYLOAD_MAGIC, FORMAT_VERSION, PAYLOAD_HEADER_SIZE,
+                                 len(manifest_bytes), len(table), offset,
+                                 hashlib.sha256(manifest_bytes).digest(), 0)[:-4]
+    payload_head += struct.pack("<I", zlib.crc32(payload_head))
+    head = _MCUBOOT.pack(IMAGE_MAGIC, 0, HEADER_SIZE, PROTECTED_SIZE, body_size, 0,
+                         major, minor, revision, build, 0)
+    protected = _tlv_area(TLV_PROT_INFO_MAGIC, [
+        (TLV_SEC_CNT, struct.pack("<I", security_counter)),
+        (TLV_TARGET, bytes([TARGETS.index(target)])),
+    ])
+    signed = b"".join([head, payload_head, manifest_bytes, *blobs, protected])
+    digest = hashlib.sha256(signed).digest()
     values = {
         TLV_SHA256: digest,
         TLV_KEYHASH: key_hash(private_key.public_key()),
         TLV_ED25519: private_key.sign(digest),
     }
-    tlvs = b"".join(_TLV.pack(t, len(values[t])) + values[t] for t in TLV_ORDER)
-    return protected + _TLV_INFO.pack(TLV_INFO_MAGIC, _TLV_INFO.size + len(tlvs)) + tlvs
+    return signed + _tlv_area(TLV_INFO_MAGIC, [(t, values[t]) for t in TLV_ORDER])
 
 
 # --- reading ----------------------------------------------------------------------------
 
 
+def _u16_at(data: bytes, offset: int) -> int | None:
+    return struct.unpack_from("<H", data, offset)[0] if 0 <= offset <= len(data) - 2 else None
+
+
+def _mcuboot_header(data: bytes) -> tuple[int, ...]:
+    """The checked MCUboot header fields ``(hdr_size, prot_size, body_size, major, minor,
+    revision, build)``."""
+    if len(data) < HEADER_SIZE:
+        raise ImageError(f"truncated: file is {len(data)} bytes, the MCUboot header alone is "
+                         f"{HEADER_SIZE}", "header")
+    magic, load, hdr, prot, body, flags, major, minor, rev, build, pad = _MCUBOOT.unpack_from(data)
+    if magic != IMAGE_MAGIC:
+        raise ImageError(f"bad magic 0x{magic:08x}, expected 0x{IMAGE_MAGIC:08x} "
+                         "(not an MCUboot image)", "header")
+    if load != 0:
+        raise ImageError(f"load address 0x{load:08x}: a policy image has none (0)", "header")
+    if flags != 0:
+        raise ImageError(f"flags 0x{flags:08x}: encrypted, compressed, RAM-load or "
+                         "non-bootable images are not supported", "header")
+    if pad != 0:
+        raise ImageError(f"padding word is 0x{pad:08x}, not 0", "header")
+    if hdr < HEADER_SIZE:
+        raise ImageError(f"header size {hdr}, at least {HEADER_SIZE}", "header")
+    if len(data) < hdr + PAYLOAD_HEADER_SIZE:
+        raise ImageError(f"truncated: file is {len(data)} bytes, the headers alone are "
+                         f"{hdr + PAYLOAD_HEADER_SIZE}", "header")
+    if any(data[HEADER_SIZE:hdr]):
+        raise ImageError(f"header padding (bytes {HEADER_SIZE}..{hdr}) is not zero", "header")
+    return hdr, prot, body, major, minor, rev, build
+
+
+def _protected_tlvs(data: bytes, start: int, size: int) -> dict[int, bytes]:
+    """The protected TLV area ``[start, start + size)``."""
+    region = "protected TLVs"
+    if size == 0:
+        raise ImageError("none, so no security counter and no target class (imgtool: "
+                         "sign with -s N --custom-tlv 0xa0 0xNN)", region)
+    if size < _TLV_INFO.size:
+        raise ImageError(f"protected TLV size {size} is smaller than its 4-byte info", "header")
+    magic, total = _TLV_INFO.unpack_from(data, start)
+    if magic != TLV_PROT_INFO_MAGIC:
+        raise ImageError(f"bad magic 0x{magic:04x}, expected 0x{TLV_PROT_INFO_MAGIC:04x}",
+                         region)
+    if total != size:
+        # Which one is wrong? Where the TLV area's magic sits tells.
+        if (_u16_at(data, start + total) == TLV_INFO_MAGIC
+                and _u16_at(data, start + size) != TLV_INFO_MAGIC):
+            raise ImageError(f"protected TLV size {size}, the protected area says {total}",
+                             "header")
+        raise ImageError(f"length field says {total} bytes, the header says {size}", region)
+    return _tlv_entries(data, start + _TLV_INFO.size, start + total, PROTECTED_ORDER, region)
+
+
+def _tlv_entries(data: bytes, pos: int, end: int, expected: tuple[int, ...],
+                 region: str) -> dict[int, bytes]:
+    """The entries ``{type: value}`` of a TLV area's body ``[pos, end)``: exactly the types
+    in ``expected``, each once, each with its fixed length."""
+    tlvs: dict[int, bytes] = {}
+    while pos < end:
+        if end - pos < _TLV.size:
+            raise ImageError(f"TLV header at byte {pos} runs past the end", region)
+        kind, length = _TLV.unpack_from(data, pos)
+        pos += _TLV.size
+        if kind not in expected:
+            raise ImageError(f"unknown TLV type 0x{kind:02x} at byte {pos - 4}", region)
+        if kind in tlvs:
+            raise ImageError(f"duplicate {TLV_NAMES[kind]} TLV", region)
+        if length != TLV_LENGTHS[kind]:
+            raise ImageError(
+                f"{TLV_NAMES[kind]} TLV has length {length}, expected {TLV_LENGTHS[kind]}",
+                region)
+        if pos + length > end:
+            raise ImageError(f"{TLV_NAMES[kind]} TLV runs past the end", region)
+        tlvs[kind] = data[pos : pos + length]
+        pos += length
+    missing = [f"{TLV_NAMES[t]} (0x{t:02x})" for t in expected if t not in tlvs]
+    if missing:
+        raise ImageError(f"missing TLV {', '.join(missing)}", region)
+    return tlvs
+
+
 def _parse_header(data: bytes) -> ImageHeader:
-    if len(data) < 8:
-        raise ImageError(f"truncated: file is {len(data)} bytes, the header alone is 72", "header")
-    if data[:4] != MAGIC:
-        raise ImageError(f"bad magic {data[:4]!r}, expected {MAGIC!r} (not an image)", "header")
-    header_size, fmt = struct.unpack_from("<HH", data, 4)
+    """MCUboot header, payload header and protected TLVs, checked against each other."""
+    hdr, prot, body, major, minor, rev, build = _mcuboot_header(data)
+    pmagic, fmt, psize, msize, count, ssize, msha, crc = _PAYLOAD.unpack_from(data, hdr)
+    if pmagic != PAYLOAD_MAGIC:
+        raise ImageError(f"body starts with {pmagic!r}, not {PAYLOAD_MAGIC!r}: an MCUboot "
+                         "image, but not a spikeflight policy image", "header")
     if fmt not in SUPPORTED_FORMAT_VERSIONS:
         supported = ", ".join(map(str, SUPPORTED_FORMAT_VERSIONS))
         raise ImageError(f"unsupported format version {fmt} (reads {supported})", "header")
-    if header_size != HEADER_SIZE:
-        raise ImageError(f"header size {header_size}, format {fmt} has {HEADER_SIZE}", "header")
-    if len(data) < HEADER_SIZE:
-        raise ImageError(f"truncated: file is {len(data)} bytes, the header alone is 72", "header")
-    f = _HEADER.unpack_from(data)
-    crc = zlib.crc32(data[: HEADER_SIZE - 4])
-    if crc != f[15]:
-        raise ImageError(
-            f"checksum mismatch (recorded 0x{f[15]:08x}, computed 0x{crc:08x})", "header"
-        )
-    if f[4] != 0:
-        raise ImageError(f"reserved byte is 0x{f[4]:02x}, not 0", "header")
-    if f[3] >= len(TARGETS):
-        raise ImageError(f"unknown target class {f[3]}", "header")
-    header = ImageHeader(
-        format_version=fmt,
-        header_size=header_size,
-        target=TARGETS[f[3]],
-        flags=f[5],
-        version_major=f[6],
-        version_minor=f[7],
-        version_revision=f[8],
-        version_build=f[9],
-        security_counter=f[10],
-        manifest_size=f[11],
-        section_count=f[12],
-        sections_size=f[13],
-        manifest_sha256=f[14].hex(),
-        header_crc32=f[15],
+    if psize != PAYLOAD_HEADER_SIZE:
+        raise ImageError(f"payload header size {psize}, format {fmt} has "
+                         f"{PAYLOAD_HEADER_SIZE}", "header")
+    actual = zlib.crc32(data[hdr : hdr + PAYLOAD_HEADER_SIZE - 4])
+    if actual != crc:
+        raise ImageError(f"payload header checksum mismatch (recorded 0x{crc:08x}, computed "
+                         f"0x{actual:08x})", "header")
+    if PAYLOAD_HEADER_SIZE + msize + ssize != body:
+        raise ImageError(f"image size {body} in the MCUboot header, the payload header adds "
+                         f"up to {PAYLOAD_HEADER_SIZE + msize + ssize}", "header")
+    if len(data) < hdr + body + prot:
+        raise ImageError(f"truncated: header, body and protected TLVs need {hdr + body + prot} "
+                         f"bytes, file has {len(data)}", "header")
+    tlvs = _protected_tlvs(data, hdr + body, prot)
+    target = tlvs[TLV_TARGET][0]
+    if target >= len(TARGETS):
+        raise ImageError(f"unknown target class {target}", "protected TLVs")
+    return ImageHeader(
+        format_version=fmt, header_size=hdr, target=TARGETS[target], flags=0,
+        version_major=major, version_minor=minor, version_revision=rev, version_build=build,
+        security_counter=struct.unpack("<I", tlvs[TLV_SEC_CNT])[0], body_size=body,
+        protected_tlv_size=prot, manifest_size=msize, section_count=count,
+        sections_size=ssize, manifest_sha256=msha.hex(), payload_crc32=crc,
     )
-    if len(data) < header.protected_size:
-        raise ImageError(
-            f"truncated: header + manifest + sections need {header.protected_size} bytes, "
-            f"file has {len(data)}",
-            "header",
-        )
-    return header
 
 
 def _parse_trailer(data: bytes, start: int) -> dict[int, bytes]:
@@ -432,34 +536,11 @@ def _parse_trailer(data: bytes, start: int) -> dict[int, bytes]:
     if total != rest:
         hint = "truncated" if total > rest else "extra bytes after it"
         raise ImageError(f"length field says {total} bytes, {rest} follow ({hint})", "trailer")
-    tlvs: dict[int, bytes] = {}
-    pos, end = start + _TLV_INFO.size, start + total
-    while pos < end:
-        if end - pos < _TLV.size:
-            raise ImageError(f"TLV header at byte {pos} runs past the end", "trailer")
-        kind, length = _TLV.unpack_from(data, pos)
-        pos += _TLV.size
-        if kind not in TLV_LENGTHS:
-            raise ImageError(f"unknown TLV type 0x{kind:02x} at byte {pos - 4}", "trailer")
-        if kind in tlvs:
-            raise ImageError(f"duplicate {TLV_NAMES[kind]} TLV", "trailer")
-        if length != TLV_LENGTHS[kind]:
-            raise ImageError(
-                f"{TLV_NAMES[kind]} TLV has length {length}, expected {TLV_LENGTHS[kind]}",
-                "trailer",
-            )
-        if pos + length > end:
-            raise ImageError(f"{TLV_NAMES[kind]} TLV runs past the end", "trailer")
-        tlvs[kind] = data[pos : pos + length]
-        pos += length
-    missing = [TLV_NAMES[t] for t in TLV_ORDER if t not in tlvs]
-    if missing:
-        raise ImageError(f"missing TLV {', '.join(missing)}", "trailer")
-    return tlvs
+    return _tlv_entries(data, start + _TLV_INFO.size, start + total, TLV_ORDER, "trailer")
 
 
 def _parse_manifest(data: bytes, header: ImageHeader) -> dict:
-    raw = data[header.header_size : header.header_size + header.manifest_size]
+    raw = data[header.manifest_offset : header.manifest_offset + header.manifest_size]
     actual = hashlib.sha256(raw).hexdigest()
     if actual != header.manifest_sha256:
         raise ImageError(
@@ -515,7 +596,7 @@ def _parse_manifest(data: bytes, header: ImageHeader) -> dict:
 
 
 def _check_sections(data: bytes, header: ImageHeader, manifest: dict) -> dict[str, bytes]:
-    start = header.header_size + header.manifest_size
+    start = header.sections_offset
     sections = {}
     for row in manifest["sections"]:
         blob = data[start + row["offset"] : start + row["offset"] + row["size"]]
@@ -542,9 +623,10 @@ def read_image(data: bytes) -> Image:
     sections = _check_sections(data, header, manifest)
     if digest != tlvs[TLV_SHA256]:
         raise ImageError(
-            "SHA256 entry does not match the protected area, although header, manifest and "
-            "every section match their recorded digests",
-            "trailer",
+            "the SHA-256 of header, body and protected TLVs does not match the SHA256 entry, "
+            "although every region with its own checksum matches: the version field, a "
+            "protected TLV value or the SHA256 entry itself was altered",
+            "digest",
         )
     return Image(
         header=header,
@@ -555,6 +637,13 @@ def read_image(data: bytes) -> Image:
         signature=tlvs[TLV_ED25519].hex(),
         trailer_size=len(data) - header.protected_size,
     )
+
+
+def payload_bytes(data: bytes) -> bytes:
+    """The spikeflight payload (the MCUboot body) of a well-formed image: what
+    ``imgtool sign --pad-header -H 32`` takes to make the same image under its own hand."""
+    header = read_image(data).header
+    return bytes(data[header.header_size : header.header_size + header.body_size])
 
 
 def _signature_ok(public_key: Ed25519PublicKey, image: Image) -> bool:

@@ -45,18 +45,21 @@ def public_path(name: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(name)}.pub")
 
 
-def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:
-    """The 32-byte raw encoding of an Ed25519 public key."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def spki_public_bytes(public_key: Ed25519PublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo encoding of an Ed25519 public key (44 bytes): the form
+    in which MCUboot embeds its keys and over which imgtool computes KEYHASH."""
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def key_hash(public_key: Ed25519PublicKey) -> bytes:
-    """SHA-256 of the raw public key (32 bytes): MCUboot's KEYHASH."""
-    return hashlib.sha256(raw_public_bytes(public_key)).digest()
+    """SHA-256 of the DER SubjectPublicKeyInfo public key (32 bytes): MCUboot's KEYHASH,
+    the same value ``imgtool sign`` writes for this key."""
+    return hashlib.sha256(spki_public_bytes(public_key)).digest()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
-    """The key id: hex SHA-256 of the raw 32-byte public key (64 hex digits)."""
+    """The key id: :func:`key_hash` in hex (64 hex digits)."""
     return key_hash(public_key).hex()
 
 

@@ -25,7 +25,7 @@ def inspect(
 ) -> None:
     """Header, sections, manifest keys and trailer of an image. Checks structure and
     hashes (a broken image is an error, exit 2) but not the signature (see 'image verify')."""
-    from runtime.image import ImageError, load_image, read_image
+    from runtime.image import PAYLOAD_HEADER_SIZE, ImageError, load_image, read_image
     from runtime.keys import short_id
 
     try:
@@ -36,15 +36,16 @@ def inspect(
         print(json.dumps({"file": str(image), **img.to_dict()}))
         return
     h = img.header
-    _say(f"{image}  spikeflight image format {h.format_version}, {img.size} bytes")
+    _say(f"{image}  MCUboot image, spikeflight format {h.format_version}, {img.size} bytes")
     _say(f"target            {h.target}")
     _say(f"version           {h.version}")
     _say(f"security counter  {h.security_counter}")
-    _say(f"flags             0x{h.flags:04x}")
-    _say(f"header            {h.header_size} bytes, crc32 0x{h.header_crc32:08x}")
+    _say(f"MCUboot header    {h.header_size} bytes, body {h.body_size} bytes")
+    _say(f"payload header    {PAYLOAD_HEADER_SIZE} bytes, crc32 0x{h.payload_crc32:08x}")
     _say(f"manifest          {h.manifest_size} bytes, sha256 {h.manifest_sha256[:16]}")
     _say(f"sections          {h.section_count}, {h.sections_size} bytes")
-    _say(f"trailer           {img.trailer_size} bytes")
+    _say(f"protected TLVs    {h.protected_tlv_size} bytes (SEC_CNT, target class 0xa0)")
+    _say(f"TLV area          {img.trailer_size} bytes (SHA256, KEYHASH, ED25519)")
     _say(f"key id            {short_id(img.key_id)}")
     _say(f"sha256            {img.digest}")
     table = Table("section", "offset", "size", "sha256")
@@ -67,7 +68,8 @@ def verify(
     1 verification failed ("FAILED: <reason>" on stderr);
     2 bad input (a missing or invalid key file, an unreadable image file).
 
-    The reason names the failed region: header, manifest, section 'NAME', trailer, key, signature.
+    The reason names the failed region: header, manifest, section 'NAME', protected TLVs,
+    trailer, digest, key, signature.
     """
     from runtime.image import ImageError, load_image, verify_image
     from runtime.keys import load_public_key, short_id

@@ -19,7 +19,7 @@ def generate(
     force: bool = typer.Option(False, "--force", help="replace existing key files"),
 ) -> None:
     """Write a new key pair: NAME (PEM PKCS#8, mode 0600) and NAME.pub (PEM), and print
-    its key id (SHA-256 of the raw public key)."""
+    its key id (SHA-256 of the DER public key, as MCUboot's KEYHASH)."""
     from runtime.keys import key_id, load_public_key, save_keypair, short_id
 
     priv_path, pub_path = save_keypair(out, force=force)

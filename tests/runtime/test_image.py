@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hardware.errors import SpikeflightError
 from runtime.image import (
     HEADER_SIZE,
+    PAYLOAD_HEADER_SIZE,
     TARGETS,
     Image,
     ImageError,
@@ -72,12 +73,13 @@ def _flip(data: bytes, offset: int, mask: int = 0xFF) -> bytes:
 
 
 def _resign_header(data: bytes, **fields: int) -> bytes:
-    """Patch u16 header fields by name and recompute the header CRC."""
-    where = {"header_size": 4, "format_version": 6}
+    """Patch u16 payload header fields by name and recompute the payload header CRC."""
+    where = {"format_version": 4, "payload_header_size": 6}
     out = bytearray(data)
     for name, value in fields.items():
-        struct.pack_into("<H", out, where[name], value)
-    struct.pack_into("<I", out, HEADER_SIZE - 4, zlib.crc32(out[: HEADER_SIZE - 4]))
+        struct.pack_into("<H", out, HEADER_SIZE + where[name], value)
+    end = HEADER_SIZE + PAYLOAD_HEADER_SIZE - 4
+    struct.pack_into("<I", out, end, zlib.crc32(out[HEADER_SIZE:end]))
     return bytes(out)
 
 
@@ -93,13 +95,13 @@ def test_round_trip(target: str) -> None:
     assert {k: v for k, v in img.manifest.items() if k != "sections"} == MANIFEST
     assert img.sections == sections and list(img.sections) == list(sections)
     h = img.header
-    assert (h.target, h.version, h.security_counter, h.format_version) == (target, "1.2.3+4", 7, 1)
+    assert (h.target, h.version, h.security_counter, h.format_version) == (target, "1.2.3+4", 7, 2)
     assert (h.version_major, h.version_minor, h.version_revision, h.version_build) == (1, 2, 3, 4)
     assert h.section_count == 4 and h.sections_size == sum(map(len, sections.values()))
     assert img.size == len(data) and img.trailer_size == 144
     assert img.digest == hashlib.sha256(data[: h.protected_size]).hexdigest()
     assert img.key_id == key_id(PUB)
-    start = HEADER_SIZE + h.manifest_size
+    start = h.sections_offset
     for row in img.section_table:
         blob = data[start + row["offset"] : start + row["offset"] + row["size"]]
         assert blob == sections[row["name"]]
@@ -155,20 +157,29 @@ def test_consistent_forgery_fails_only_on_the_signature() -> None:
         verify_image(forged, PUB)
 
 
-def _expected_region(img: Image, offset: int) -> str:
-    """The region a flipped byte at ``offset`` must be blamed on."""
+def _expected_region(img: Image, offset: int, flipped: int) -> str:
+    """The region a byte at ``offset`` changed to ``flipped`` must be blamed on."""
     h = img.header
-    if offset < h.header_size:
-        return "header"
-    if offset < h.header_size + h.manifest_size:
+    if offset < h.manifest_offset:
+        # MCUboot header (version at 20..28: covered by the SHA-256 alone), payload header
+        return "digest" if 20 <= offset < 28 else "header"
+    if offset < h.sections_offset:
         return "manifest"
-    start = h.header_size + h.manifest_size
     for row in img.section_table:
-        if start + row["offset"] <= offset < start + row["offset"] + row["size"]:
+        start = h.sections_offset + row["offset"]
+        if start <= offset < start + row["size"]:
             return f"section '{row['name']}'"
+    if offset < h.protected_size:
+        # protected TLVs: info 0..4, SEC_CNT TLV 4..12 (value 8..12), TARGET TLV 12..17
+        rel = offset - (h.header_size + h.body_size)
+        if 8 <= rel < 12 or (rel == 16 and flipped < len(TARGETS)):
+            return "digest"
+        return "protected TLVs"
     t = offset - h.protected_size
     # trailer: info 0..4, SHA256 TLV 4..40, KEYHASH TLV 40..76, ED25519 TLV 76..80 + 64.
     # A corrupted KEYHASH value is a trailer fault: the signature verifies with the key.
+    if 8 <= t < 40:
+        return "digest"
     return "signature" if 80 <= t < 144 else "trailer"
 
 
@@ -178,7 +189,7 @@ def test_every_flipped_byte_is_caught_and_located(mask: int) -> None:
     assert good.section_table[-1]["size"] == 0  # an empty section must not confuse it
     wrong = []
     for offset in range(len(IMG)):
-        expected = _expected_region(good, offset)
+        expected = _expected_region(good, offset, IMG[offset] ^ mask)
         try:
             verify_image(_flip(IMG, offset, mask), PUB)
         except ImageError as exc:
@@ -187,16 +198,17 @@ def test_every_flipped_byte_is_caught_and_located(mask: int) -> None:
         else:
             wrong.append(f"byte {offset}: not detected")
     assert not wrong, "\n".join(wrong[:20])
-    seen = {_expected_region(good, o) for o in range(len(IMG))}
-    assert seen == {"header", "manifest", "trailer", "signature"} | {
+    seen = {_expected_region(good, o, IMG[o] ^ mask) for o in range(len(IMG))}
+    assert seen == {"header", "manifest", "protected TLVs", "digest", "trailer", "signature"} | {
         f"section '{n}'" for n in ("graph.onnx", "weights", "golden")
     }
 
 
-def test_flipped_sha256_entry_is_a_trailer_fault() -> None:
+def test_flipped_sha256_entry_or_version_is_a_digest_fault() -> None:
     p = read_image(IMG).header.protected_size
-    with pytest.raises(ImageError, match=r"^trailer: SHA256 entry does not match"):
-        read_image(_flip(IMG, p + 8))
+    for offset in (p + 8, 20):
+        with pytest.raises(ImageError, match=r"^digest: the SHA-256 of header, body and "):
+            read_image(_flip(IMG, offset))
 
 
 @pytest.mark.parametrize("cut", [0, 3, 40, HEADER_SIZE, 200, -145, -144, -143, -1])
@@ -213,15 +225,15 @@ def test_appended_bytes_are_refused() -> None:
 
 
 def test_unknown_format_version_and_header_size() -> None:
-    with pytest.raises(ImageError, match=r"^header: unsupported format version 2"):
-        read_image(_resign_header(IMG, format_version=2))
-    with pytest.raises(ImageError, match=r"^header: header size 80"):
-        read_image(_resign_header(IMG, header_size=80))
+    with pytest.raises(ImageError, match=r"^header: unsupported format version 1 \(reads 2\)"):
+        read_image(_resign_header(IMG, format_version=1))
+    with pytest.raises(ImageError, match=r"^header: payload header size 80"):
+        read_image(_resign_header(IMG, payload_header_size=80))
     assert read_image(_resign_header(IMG)).digest == read_image(IMG).digest  # helper sound
 
 
 def test_not_an_image() -> None:
-    with pytest.raises(ImageError, match=r"^header: bad magic b'PK\\x03\\x04'"):
+    with pytest.raises(ImageError, match=r"^header: bad magic 0x04034b50, expected 0x96f3b83d"):
         read_image(_sections()["weights"])
 
 
@@ -327,7 +339,7 @@ def test_write_and_load_image(tmp_path: Path) -> None:
 
 def test_write_image_refuses_a_broken_image(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match=r"^manifest: "):
-        write_image(tmp_path / "p.sfimg", _flip(IMG, HEADER_SIZE + 3))
+        write_image(tmp_path / "p.sfimg", _flip(IMG, read_image(IMG).header.manifest_offset + 3))
     assert not list(tmp_path.iterdir())
 
 
@@ -361,8 +373,9 @@ def test_save_keypair_files_modes_and_key_id(tmp_path: Path) -> None:
     assert priv_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert pub_path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
     pub = load_public_key(pub_path)
-    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    assert key_id(pub) == hashlib.sha256(raw).hexdigest() == key_id(PUB)
+    der = pub.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert key_id(pub) == hashlib.sha256(der).hexdigest() == key_id(PUB)
     again = load_private_key(priv_path)
     verify_image(_pack(private_key=again), PUB)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flight", "flight.pub"]

@@ -139,7 +139,7 @@ def test_inspect_json(image: Path, keys: Path) -> None:
     d = json.loads(res.stdout)
     assert set(d) >= {"header", "manifest", "sections", "trailer"}
     assert d["header"]["target"] == "cpu-fixed" and d["header"]["version"] == "2.0.1+9"
-    assert d["header"]["security_counter"] == 5 and d["header"]["format_version"] == 1
+    assert d["header"]["security_counter"] == 5 and d["header"]["format_version"] == 2
     assert {k: v for k, v in d["manifest"].items() if k != "sections"} == MANIFEST
     assert [s["name"] for s in d["sections"]] == ["graph.onnx", "weights", "golden"]
     assert [s["size"] for s in d["sections"]][0] == 64
@@ -149,7 +149,7 @@ def test_inspect_json(image: Path, keys: Path) -> None:
 
 def test_inspect_broken_image_is_an_error(image: Path, tmp_path: Path) -> None:
     img = read_image(image.read_bytes())
-    offset = img.header.header_size + img.header.manifest_size + 70  # inside 'weights'
+    offset = img.header.sections_offset + 70  # inside 'weights'
     bad = _tampered(image, tmp_path, offset)
     assert_one_line_error(
         cli("image", "inspect", str(bad)), str(bad), "section 'weights': SHA-256 mismatch"
@@ -176,6 +176,7 @@ def test_verify_ok(image: Path, keys: Path) -> None:
         ("header", "header"),
         ("manifest", "manifest"),
         ("golden", "section 'golden'"),
+        ("counter", "digest"),
         ("signature", "signature"),
         ("trailer", "trailer"),
     ],
@@ -185,9 +186,10 @@ def test_verify_tampered_exits_1(
 ) -> None:
     h = read_image(image.read_bytes()).header
     offset = {
-        "header": 20,  # security counter
-        "manifest": h.header_size + 5,
-        "golden": h.protected_size - 1,
+        "header": 12,  # MCUboot image size
+        "manifest": h.manifest_offset + 5,
+        "golden": h.header_size + h.body_size - 1,
+        "counter": h.header_size + h.body_size + 8,  # SEC_CNT value, protected TLV
         "signature": h.protected_size + 100,
         "trailer": h.protected_size,
     }[where]
