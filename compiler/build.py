@@ -18,7 +18,8 @@ operating points in the manifest (DDIM step subsets with their predicted energy 
 chunk and the closed-loop success measured on the ground with the target's arithmetic),
 plus ``golden.npz`` (graded inputs and Lava's spike rasters of the golden evaluations,
 and end-to-end (obs, x, k) -> eps vectors of the target's primary graph) for the
-device's self-test.
+device's self-test, plus ``tensors.bin``: one copy of each large tensor of the ONNX
+graphs, which refer to it as external data (``compiler/tensor_store.py``).
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ from compiler.onnx_fixed import build_core
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
+from compiler.tensor_store import share_tensors
 from hardware.errors import SpikeflightError
 from hardware.loihi2 import LOIHI2, Loihi2Limits
 from policies.checkpoint import load_policy
 from policies.config import PolicyConfig
 from policies.ops import energy_per_chunk
+from runtime.backends import TENSOR_STORE
 from runtime.fixed_point import FixedCore
 from runtime.image import TARGETS, arrays_to_bytes, pack_image
 from runtime.lava_core import hardware_status
@@ -204,6 +207,9 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
                                  "firing_rates": rates,
                                  "energy_per_chunk": energy_per_chunk(policy.cfg, rates)})
     stage("sign and pack")
+    graphs, store = share_tensors({n: b for n, b in sections.items() if n.endswith(".onnx")})
+    sections.update(graphs)
+    sections[TENSOR_STORE] = store
     image = pack_image(manifest, sections, target=options.target, version=options.version,
                        security_counter=options.security_counter, private_key=key)
     return CompileResult(image=image, manifest=manifest, report=report)

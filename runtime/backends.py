@@ -30,6 +30,7 @@ from runtime.sampler import Sampler
 
 ChunkResult = tuple[np.ndarray, np.ndarray | None]
 BACKENDS = ("lava", "onnx-fixed", "onnx-float")
+TENSOR_STORE = "tensors.bin"  # the image section holding the ONNX graphs' shared tensors
 DEFAULT_ORDER = {"loihi2": ("lava", "onnx-fixed", "onnx-float"),
                  "cpu-fixed": ("onnx-fixed",), "cpu": ("onnx-float",)}
 
@@ -68,7 +69,12 @@ class OnnxBackend(Backend):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(self.policy.image.sections[self.section], opts,
+        sections = self.policy.image.sections
+        if TENSOR_STORE in sections:  # the graphs' weights, one copy for all of them
+            store = np.frombuffer(sections[TENSOR_STORE], np.uint8)
+            opts.add_external_initializers_from_files_in_memory([TENSOR_STORE], [store],
+                                                                [len(store)])
+        self.session = ort.InferenceSession(sections[self.section], opts,
                                             providers=["CPUExecutionProvider"])
 
     def chunk(self, obs, x, ks, coef, z) -> ChunkResult:
