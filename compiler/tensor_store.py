@@ -23,12 +23,19 @@ from runtime.backends import TENSOR_STORE
 MIN_BYTES = 1024
 
 
-def _hoist(graph: onnx.GraphProto, top: onnx.GraphProto) -> None:
-    """Move the initializers of every sub-graph of ``graph`` (recursively) into ``top``."""
+def _hoist(graph: onnx.GraphProto, top: onnx.GraphProto, names: set[str]) -> None:
+    """Move the initializers of every sub-graph of ``graph`` (recursively) into ``top``,
+    whose value names so far are ``names``. A name used twice would make a body read
+    another's tensor, so it is an error."""
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                _hoist(attr.g, top)
+                _hoist(attr.g, top, names)
+                for tensor in attr.g.initializer:
+                    if tensor.name in names:
+                        raise ValueError(f"initializer name {tensor.name!r} is used twice; "
+                                         "sub-graph initializers cannot move to the main graph")
+                    names.add(tensor.name)
                 top.initializer.extend(attr.g.initializer)
                 del attr.g.initializer[:]
 
@@ -41,7 +48,7 @@ def share_tensors(graphs: dict[str, bytes]) -> tuple[dict[str, bytes], bytes]:
     out = {}
     for name, blob in graphs.items():
         model = onnx.load_from_string(blob)
-        _hoist(model.graph, model.graph)
+        _hoist(model.graph, model.graph, {t.name for t in model.graph.initializer})
         for tensor in model.graph.initializer:
             if not tensor.HasField("raw_data") or len(tensor.raw_data) < MIN_BYTES:
                 continue

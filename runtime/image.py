@@ -103,7 +103,6 @@ TLV_LENGTHS = {TLV_SHA256: 32, TLV_KEYHASH: 32, TLV_ED25519: 64, TLV_SEC_CNT: 4,
                TLV_TARGET: 1}
 TLV_ORDER = (TLV_SHA256, TLV_KEYHASH, TLV_ED25519)
 PROTECTED_ORDER = (TLV_SEC_CNT, TLV_TARGET)
-TRAILER_SIZE = 4 + sum(4 + TLV_LENGTHS[t] for t in TLV_ORDER)
 PROTECTED_SIZE = 4 + sum(4 + TLV_LENGTHS[t] for t in PROTECTED_ORDER)
 
 _MCUBOOT = struct.Struct("<IIHHIIBBHII")
@@ -140,7 +139,6 @@ class ImageHeader:
     format_version: int
     header_size: int
     target: str
-    flags: int
     version_major: int
     version_minor: int
     version_revision: int
@@ -518,7 +516,7 @@ def _parse_header(data: bytes) -> ImageHeader:
     if target >= len(TARGETS):
         raise ImageError(f"unknown target class {target}", "protected TLVs")
     return ImageHeader(
-        format_version=fmt, header_size=hdr, target=TARGETS[target], flags=0,
+        format_version=fmt, header_size=hdr, target=TARGETS[target],
         version_major=major, version_minor=minor, version_revision=rev, version_build=build,
         security_counter=struct.unpack("<I", tlvs[TLV_SEC_CNT])[0], body_size=body,
         protected_tlv_size=prot, manifest_size=msize, section_count=count,

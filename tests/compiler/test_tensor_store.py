@@ -90,3 +90,24 @@ def test_identical_tensors_are_stored_once() -> None:
         opts.add_external_initializers_from_files_in_memory([TENSOR_STORE], [buf], [len(buf)])
         sess = ort.InferenceSession(graphs[name], opts, providers=["CPUExecutionProvider"])
         np.testing.assert_array_equal(sess.run(None, {"x": x})[0], x @ weight)
+
+
+def test_a_sub_graph_name_used_twice_is_refused() -> None:
+    """Hoisting two branches' initializers of the same name would make one branch read the
+    other's tensor: refused instead."""
+    import pytest
+    from onnx import helper, numpy_helper
+
+    def branch(value: float) -> onnx.GraphProto:
+        w = numpy_helper.from_array(np.full(256, value), "w")
+        return helper.make_graph(
+            [helper.make_node("Identity", ["w"], ["y"])], f"b{value}", [],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, [256])], [w])
+
+    g = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=branch(1.0), else_branch=branch(2.0))],
+        "g", [helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, [256])])
+    blob = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    with pytest.raises(ValueError, match="initializer name 'w' is used twice"):
+        share_tensors({"if.onnx": blob})
