@@ -18,7 +18,9 @@ operating points in the manifest (DDIM step subsets with their predicted energy 
 chunk and the closed-loop success measured on the ground with the target's arithmetic),
 plus ``golden.npz`` (graded inputs and Lava's spike rasters of the golden evaluations,
 and end-to-end (obs, x, k) -> eps vectors of the target's primary graph) for the
-device's self-test, plus ``tensors.bin``: one copy of each large tensor of the ONNX
+device's conformance, plus ``selftest.npz`` (golden whole chunks of the target's chunk
+graphs, ``compiler/selftest_vectors.py``) for the device's self-test before it reports an
+image as running, plus ``tensors.bin``: one copy of each large tensor of the ONNX
 graphs, which refer to it as external data (``compiler/tensor_store.py``).
 """
 
@@ -45,6 +47,7 @@ from compiler.onnx_fixed import build_core
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
+from compiler.selftest_vectors import selftest_vectors
 from compiler.tensor_store import share_tensors
 from hardware.errors import SpikeflightError
 from hardware.loihi2 import LOIHI2, Loihi2Limits
@@ -57,6 +60,7 @@ from runtime.image import TARGETS, arrays_to_bytes, pack_image
 from runtime.lava_core import hardware_status
 from runtime.network import FoldedNet
 from runtime.sampler import Sampler
+from runtime.selftest import SELFTEST
 
 FORMAT_NOTE = "spikeflight policy image"
 Stage = Callable[[str], None]
@@ -198,6 +202,8 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     if failures:
         raise CompileError("conformance failed: " + "; ".join(failures))
     sections["golden.npz"] = arrays_to_bytes(golden_arrays)
+    sections[SELFTEST] = arrays_to_bytes(selftest_vectors(sections, sampler, golden,
+                                                          options.seed))
     stage(f"operating points: {options.ground_episodes} ground episodes each")
     manifest["operating_points"] = operating_points(
         policy.cfg, task, net, sampler, exported.host, quant.core if quant else None, rates,

@@ -30,3 +30,18 @@ def flight_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     result = compile_policy(SHIPPED, opts, load_private_key(private))
     image = write_image(root / "hatch.sfimg", result.image)
     return image, public
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Signed images of a tiny trained policy, one per target (``loihi2``, ``cpu-fixed``,
+    ``cpu``), plus ``"key"`` (private) and ``"pub"`` (public key) paths; a few seconds."""
+    from tests.fixtures.tiny_policy import compile_tiny, train_tiny
+
+    root = tmp_path_factory.mktemp("tiny-images")
+    private, public = save_keypair(root / "tiny")
+    run = train_tiny(root / "run", "sdp-sdli")
+    out = {"key": private, "pub": public}
+    for target in ("loihi2", "cpu-fixed", "cpu"):
+        out[target] = write_image(root / f"{target}.sfimg", compile_tiny(run, target, private))
+    return out
