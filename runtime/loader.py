@@ -63,8 +63,11 @@ class FlightPolicy:
 
 def load_flight_policy(image_path: str | Path, pubkey_path: str | Path) -> FlightPolicy:
     """Verify ``image_path`` against the public key at ``pubkey_path`` and unpack it."""
-    public = load_public_key(pubkey_path)
-    image = verify_image(load_image(image_path), public)
+    return unpack(verify_image(load_image(image_path), load_public_key(pubkey_path)))
+
+
+def unpack(image: Image) -> FlightPolicy:
+    """Unpack a verified ``image`` (from ``verify_image``) for the backends."""
     arrays = image.arrays("net.npz")
     net = FoldedNet.from_arrays(arrays, image.manifest["net"])
     core = None

@@ -11,6 +11,7 @@ with its reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,8 +42,10 @@ def _fail(reason: str, backend: str = "", vectors: int = 0,
     return SelfTestResult(False, backend, vectors, err, reason)
 
 
-def run_selftest(policy: FlightPolicy, backend: str = "auto") -> SelfTestResult:
-    """Recompute every golden chunk on ``backend`` (a ``chain_for`` choice)."""
+def run_selftest(policy: FlightPolicy, backend: str = "auto",
+                 on_vector: Callable[[int], None] | None = None) -> SelfTestResult:
+    """Recompute every golden chunk on ``backend`` (a ``chain_for`` choice);
+    ``on_vector(i)`` is called after each chunk."""
     try:
         g = policy.image.arrays(SELFTEST)
     except (KeyError, ImageError):
@@ -61,6 +64,8 @@ def run_selftest(policy: FlightPolicy, backend: str = "auto") -> SelfTestResult:
                 return _fail(f"no golden '{key}' for backend {name}", name, i)
             err = float(np.max(np.abs(np.asarray(x0, np.float64) - g[key][i])))
             worst = max(worst, err)
+            if on_vector is not None:
+                on_vector(i)
             exact = name != "onnx-float"
             if (exact and err != 0.0) or err > FLOAT_TOL:
                 want = "exactly" if exact else f"within {FLOAT_TOL:g}"

@@ -20,7 +20,9 @@ from tools import (
     compile_cmd,
     data_cmd,
     demo_cmd,
+    device_cmd,
     eval_cmd,
+    flash_cmd,
     image_cmd,
     keys_cmd,
     power_cmd,
@@ -38,10 +40,12 @@ app.add_typer(train_cmd.app, name="train")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(power_cmd.app, name="power")
+app.add_typer(device_cmd.app, name="device")
 app.command("compile")(compile_cmd.compile_cmd)
 app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("run")(run_cmd.run_cmd)
 app.command("demo")(demo_cmd.demo)
+app.command("flash")(flash_cmd.flash_cmd)
 
 
 def _terminate(signum: int, frame: object) -> None:
