@@ -1,27 +1,41 @@
 """The compile pipeline: checkpoint -> NIR -> passes -> backends -> conformance -> signed image.
 
-``compile_policy`` does everything in memory and returns the image bytes; nothing is
-written unless every hardware limit holds and every conformance check passes (the CLI
-then writes the image atomically). Sections per target (all carry ``graph.nir``,
-``net.npz`` with the folded float network, schedule and action normaliser):
+``compile_policy`` does everything in memory and returns the image bytes (and the NIR
+graph, which the image does not carry: nothing on board reads it; ``spikeflight compile
+--nir`` writes it); nothing is written unless every hardware limit holds and every
+conformance check passes (the CLI then writes the image atomically). An image carries
+what the device reads, plus the conformance vectors. Sections per target:
 
-| target    | primary backend      | graphs                                             |
-|-----------|----------------------|----------------------------------------------------|
-| loihi2    | Lava (Loihi2 sim/hw) | core.npz, core.onnx, eval_fixed.onnx,              |
-|           |                      | chunk_fixed.onnx, eval.onnx, chunk.onnx            |
-| cpu-fixed | ONNX fixed point     | core.npz, core.onnx, eval_fixed.onnx,              |
-|           |                      | chunk_fixed.onnx                                   |
-| cpu       | ONNX float           | eval.onnx, step.onnx, chunk.onnx                   |
+| target    | primary backend      | sections besides net.npz, golden.npz, selftest.npz  |
+|-----------|----------------------|-----------------------------------------------------|
+| loihi2    | Lava (Loihi2 sim/hw) | core.npz, chunk_fixed.onnx, chunk.onnx, tensors.bin |
+| cpu-fixed | ONNX fixed point     | core.npz, chunk_fixed.onnx, tensors.bin             |
+| cpu       | ONNX float           | chunk.onnx, step.onnx                               |
 
-(``chunk*.onnx``: a whole action chunk per call, ``compiler/onnx_chunk.py``), plus the
-operating points in the manifest (DDIM step subsets with their predicted energy per
-chunk and the closed-loop success measured on the ground with the target's arithmetic),
-plus ``golden.npz`` (graded inputs and Lava's spike rasters of the golden evaluations,
-and end-to-end (obs, x, k) -> eps vectors of the target's primary graph) for the
-device's conformance, plus ``selftest.npz`` (golden whole chunks of the target's chunk
-graphs, ``compiler/selftest_vectors.py``) for the device's self-test before it reports an
-image as running, plus ``tensors.bin``: one copy of each large tensor of the ONNX
-graphs, which refer to it as external data (``compiler/tensor_store.py``).
+- ``net.npz``: the folded float network (``FoldedNet.to_arrays``, float64) with the
+  schedule (``betas``, ``alpha_bars``) and the action range (``act_lo``, ``act_hi``);
+  uncompressed, as the graphs' float weights are its arrays (see ``tensors.bin``).
+- ``core.npz``: the fixed-point core (``FixedCore.to_arrays``: int32 per-neuron
+  parameters, int16 weight mantissas), uncompressed likewise.
+- ``chunk.onnx`` / ``chunk_fixed.onnx``: a whole action chunk per call, float or fixed
+  point (``compiler/onnx_chunk.py``), what the ONNX backends run; ``step.onnx`` (cpu): one
+  micro-step with explicit state (``compiler/onnx_float.py``). The evaluation and core
+  graphs (``eval.onnx``, ``eval_fixed.onnx``, ``core.onnx``) drive the conformance checks
+  here and are not in the image.
+- ``tensors.bin``: the graphs' large tensors that are none of the network's arrays (the
+  fixed-point graphs' int64 per-neuron constants), each once; the graphs refer to their
+  large tensors as ONNX external data, in ``net.npz`` / ``core.npz`` or here
+  (``compiler/tensor_store.py``), so each weight is stored once. Absent when empty.
+- ``golden.npz``: the golden evaluations' inputs, their eps through the evaluation graphs
+  and Lava's spike rasters (``runtime/golden.py``: rasters bit-packed, graded inputs
+  recomputed rather than stored, deflated) for conformance off the compile host.
+- ``selftest.npz``: golden whole chunks of the target's chunk graphs
+  (``compiler/selftest_vectors.py``) for the device's self-test before it reports an
+  image as running.
+
+The manifest holds the operating points (DDIM step subsets with their predicted energy
+per chunk and the closed-loop success measured on the ground with the target's
+arithmetic), the conformance results, the compile report and the mapping.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ from policies.config import PolicyConfig
 from policies.ops import energy_per_chunk
 from runtime.backends import TENSOR_STORE
 from runtime.fixed_point import FixedCore
+from runtime.golden import GOLDEN, golden_bytes
 from runtime.image import TARGETS, arrays_to_bytes, pack_image
 from runtime.lava_core import hardware_status
 from runtime.network import FoldedNet
@@ -92,6 +107,7 @@ class CompileResult:
     image: bytes
     manifest: dict[str, Any]
     report: list[dict[str, Any]]
+    nir: bytes = b""  # the policy's NIR graph (not in the image: nothing on board reads it)
 
 
 def _violations_error(violations: list[Violation]) -> CompileError:
@@ -158,7 +174,7 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     arrays, scalars = net.to_arrays()
     arrays.update({name: exported.host[name] for name in ("betas", "alpha_bars",
                                                           "act_lo", "act_hi")})
-    sections = {"graph.nir": _nir_bytes(exported.graph), "net.npz": arrays_to_bytes(arrays)}
+    sections = {"net.npz": arrays_to_bytes(arrays)}
     manifest: dict[str, Any] = {
         "format": FORMAT_NOTE, "task": task, "kind": exported.meta["kind"],
         "target": options.target, "policy": exported.meta, "net": scalars,
@@ -168,7 +184,6 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     float_eval = build_eval(net, np.float64)
     float_sess = conf.session(float_eval)
     if options.target in ("cpu", "loihi2"):
-        sections["eval.onnx"] = float_eval.SerializeToString()
         sections["chunk.onnx"] = build_chunk(net).SerializeToString()
     if options.target == "cpu" and spiking:
         sections["step.onnx"] = build_step(net, np.float64).SerializeToString()
@@ -201,7 +216,7 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
                                "limits": options.limits.name, "hardware": hardware_status()}
     if failures:
         raise CompileError("conformance failed: " + "; ".join(failures))
-    sections["golden.npz"] = arrays_to_bytes(golden_arrays)
+    sections[GOLDEN] = golden_bytes(golden_arrays)
     sections[SELFTEST] = arrays_to_bytes(selftest_vectors(sections, sampler, golden,
                                                           options.seed))
     stage(f"operating points: {options.ground_episodes} ground episodes each")
@@ -213,12 +228,16 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
                                  "firing_rates": rates,
                                  "energy_per_chunk": energy_per_chunk(policy.cfg, rates)})
     stage("sign and pack")
-    graphs, store = share_tensors({n: b for n, b in sections.items() if n.endswith(".onnx")})
+    graphs, store = share_tensors({n: b for n, b in sections.items() if n.endswith(".onnx")},
+                                  {n: sections[n] for n in ("net.npz", "core.npz")
+                                   if n in sections})
     sections.update(graphs)
-    sections[TENSOR_STORE] = store
+    if store:
+        sections[TENSOR_STORE] = store
     image = pack_image(manifest, sections, target=options.target, version=options.version,
                        security_counter=options.security_counter, private_key=key)
-    return CompileResult(image=image, manifest=manifest, report=report)
+    return CompileResult(image=image, manifest=manifest, report=report,
+                         nir=_nir_bytes(exported.graph))
 
 
 def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
@@ -230,9 +249,7 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
     core_arrays, manifest["core"] = core.to_arrays()
     sections["core.npz"] = arrays_to_bytes(core_arrays)
     core_model = build_core(core)
-    sections["core.onnx"] = core_model.SerializeToString()
     fixed_eval = build_fixed_eval(net, core)
-    sections["eval_fixed.onnx"] = fixed_eval.SerializeToString()
     sections["chunk_fixed.onnx"] = build_chunk(net, core).SerializeToString()
     a_in = conf.golden_inputs(net, core, golden)
     stage(f"conformance: ONNX fixed point vs Lava fixed_pt on {len(golden)} golden evaluations")

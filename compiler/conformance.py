@@ -27,6 +27,7 @@ import torch
 from compiler.calibrate import Calibration
 from policies.policy import DiffusionPolicy
 from runtime.fixed_point import FixedCore
+from runtime.golden import graded_inputs
 from runtime.lava_core import run_core
 from runtime.network import FoldedNet
 from runtime.sampler import Sampler, unnormalise
@@ -77,9 +78,9 @@ def float_vs_torch(policy: DiffusionPolicy, sess: ort.InferenceSession, sampler:
 
 
 def golden_inputs(net: FoldedNet, core: FixedCore, golden: Calibration) -> np.ndarray:
-    """Graded inputs (N, T, H1) of the golden evaluations."""
-    cur = net.first_layer_current(golden.x, golden.k, golden.obs)  # (T, N, H1)
-    return core.quantize_input(cur).transpose(1, 0, 2).astype(np.int32)  # < 2^17
+    """Graded inputs (N, T, H1) int32 of the golden evaluations (``runtime.golden``
+    recomputes them so from an image)."""
+    return graded_inputs(net, core, golden.x, golden.k, golden.obs)
 
 
 def fixed_vs_lava(core_sess: ort.InferenceSession, core: FixedCore,

@@ -1,8 +1,8 @@
 """A small helper for writing ONNX graphs by hand (opset 17, ONNX Runtime 1.32).
 
 ``GraphBuilder.op("MatMul", a, b)`` appends a node and returns its (fresh) output name;
-``const`` adds an initializer. Names are unique per builder, so sub-graphs (Scan bodies)
-get their own builder with a prefix.
+``const`` adds an initializer, ``transposed`` the transpose of an (out, in) weight. Names
+are unique per builder, so sub-graphs (Scan bodies) get their own builder with a prefix.
 """
 
 from __future__ import annotations
@@ -34,6 +34,18 @@ class GraphBuilder:
         name = self.fresh(hint)
         self.inits.append(numpy_helper.from_array(arr, name))
         return name
+
+    def transposed(self, w: np.ndarray, dtype: Any = None) -> str:
+        """``w.T`` for an (out, in) weight ``w``, with an initializer that holds the bytes
+        an ``.npz`` archive holds for ``w`` (so an image stores the weight once: its graphs
+        refer to it in ``net.npz`` / ``core.npz``, ``compiler/tensor_store.py``): a
+        ``Transpose`` of ``w`` in C order, or ``w.T`` itself where ``w`` is Fortran-ordered
+        (its memory is ``w.T`` in C order, and ``.npz`` keeps it as it is). ONNX Runtime
+        folds the constant when it loads the graph; a transpose is exact, so the graph
+        computes what it did with a constant ``w.T``."""
+        if w.ndim == 2 and w.flags.f_contiguous and not w.flags.c_contiguous:
+            return self.const(w.T, dtype)
+        return self.op("Transpose", self.const(w, dtype))
 
     def op(self, op_type: str, *inputs: str, outputs: int = 1, name: str | None = None,
            **attrs: Any) -> Any:

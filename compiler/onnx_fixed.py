@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from compiler.onnx_builder import GraphBuilder, model, value, zeros_like_rows
-from compiler.onnx_float import first_layer_current
+from compiler.onnx_float import first_layer_current, readout
 from runtime.fixed_point import ACT_SHIFT, DECAY_SHIFT, DECAY_UNITY, UV_MAX, VTH_SHIFT, FixedCore
 from runtime.network import FoldedNet
 
@@ -58,7 +58,7 @@ def _core_body(core: FixedCore) -> onnx.GraphProto:
         outs_spk.append(b.op("Identity", spk, name=f"s{i + 1}_t"))
         if i + 1 < n:
             nxt = core.populations[i + 1]
-            w = b.op("Cast", b.const(core.weights[i].T, np.int16), to=onnx.TensorProto.INT64)
+            w = b.op("Cast", b.transposed(core.weights[i], np.int16), to=onnx.TensorProto.INT64)
             a = b.op("Mul", b.op("MatMul", spk, w),
                      b.const(np.int64(1) << nxt.weight_exp.astype(I64), I64))
     state_in = []
@@ -109,9 +109,7 @@ def denoise_fixed(b: GraphBuilder, net: FoldedNet, core: FixedCore, obs: str, x:
                 to=onnx.TensorProto.INT64)
     counts = [b.op("Cast", b.op("ReduceSum", r, b.const([0], I64), keepdims=0),
                    to=onnx.TensorProto.DOUBLE) for r in _scan_core(b, core, a_in, x)]
-    eps = b.op("Add", b.op("MatMul", counts[-1], b.const(net.readout_w.T / net.micro_steps, f64)),
-               b.const(net.readout_b, f64), name=name)
-    return eps, counts
+    return readout(b, net, counts[-1], f64, name), counts
 
 
 def build_eval(net: FoldedNet, core: FixedCore) -> onnx.ModelProto:

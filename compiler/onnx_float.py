@@ -20,7 +20,7 @@ from runtime.network import FoldedNet
 
 
 def _affine(b: GraphBuilder, x: str, w: np.ndarray, bias: np.ndarray, dt: type) -> str:
-    return b.op("Add", b.op("MatMul", x, b.const(w.T, dt)), b.const(bias, dt))
+    return b.op("Add", b.op("MatMul", x, b.transposed(w, dt)), b.const(bias, dt))
 
 
 def state_current(b: GraphBuilder, net: FoldedNet, obs: str, dt: type) -> str:
@@ -46,7 +46,7 @@ def first_layer_current(b: GraphBuilder, net: FoldedNet, obs: str, x: str, k: st
                         dt: type, state: str | None = None) -> str:
     """I_1(t) for every micro-step, (T, B, H1); ``state``: a precomputed state current."""
     state = state or state_current(b, net, obs, dt)
-    base = b.op("Add", b.op("MatMul", x, b.const(net.w_in.T, dt)),
+    base = b.op("Add", b.op("MatMul", x, b.transposed(net.w_in, dt)),
                 b.op("Gather", b.const(net.bias_table, dt), k, axis=0))
     return b.op("Add", state, base)
 
@@ -67,11 +67,12 @@ def lif_micro_step(b: GraphBuilder, net: FoldedNet, cur: str, v: list[str],
     return new_v, new_c
 
 
-def _readout(b: GraphBuilder, net: FoldedNet, counts: str, dt: type,
-             name: str | None = None) -> str:
-    w = net.readout_w.T / net.micro_steps
-    return b.op("Add", b.op("MatMul", counts, b.const(w, dt)), b.const(net.readout_b, dt),
-                name=name)
+def readout(b: GraphBuilder, net: FoldedNet, counts: str, dt: type,
+            name: str | None = None) -> str:
+    """eps = counts (readout_w.T / T) + readout_b. The division is a graph op (IEEE, the
+    bits numpy's gives), so the graph holds ``readout_w`` as the network stores it."""
+    w = b.op("Div", b.transposed(net.readout_w, dt), b.const(float(net.micro_steps), dt))
+    return b.op("Add", b.op("MatMul", counts, w), b.const(net.readout_b, dt), name=name)
 
 
 def _io(net: FoldedNet, dt: type) -> list[onnx.ValueInfoProto]:
@@ -101,14 +102,14 @@ def denoise(b: GraphBuilder, net: FoldedNet, obs: str, x: str, k: str, dt: type,
         h = b.op("Relu", b.op("Squeeze", cur, b.const([0], np.int64)))
         for w, bias in zip(net.hidden_w, net.hidden_b, strict=True):
             h = b.op("Relu", _affine(b, h, w, bias, dt))
-        return b.op("Add", b.op("MatMul", h, b.const(net.readout_w.T, dt)),
+        return b.op("Add", b.op("MatMul", h, b.transposed(net.readout_w, dt)),
                     b.const(net.readout_b, dt), name=name), []
     widths = net.widths
     init = [zeros_like_rows(b, x, w, dt) for w in widths + widths]
     final = b.op("Scan", *init, cur, outputs=len(init), body=_scan_body(net, dt),
                  num_scan_inputs=1)
     counts = final[len(widths):]
-    return _readout(b, net, counts[-1], dt, name), counts
+    return readout(b, net, counts[-1], dt, name), counts
 
 
 def build_eval(net: FoldedNet, dtype: type = np.float64) -> onnx.ModelProto:
@@ -134,7 +135,7 @@ def build_step(net: FoldedNet, dtype: type = np.float64) -> onnx.ModelProto:
     for n, n0 in zip(new_v, v_in, strict=True):
         b.op("Identity", n, name=f"{n0}_out")
     b.op("Identity", new_c[-1], name="counts_out")
-    _readout(b, net, "counts_out", dtype, "eps")
+    readout(b, net, "counts_out", dtype, "eps")
     inputs = _io(net, dtype) + [value("t", np.int64, [])]
     inputs += [value(n, dtype, ["B", w]) for n, w in zip(v_in, widths, strict=True)]
     inputs.append(value("counts", dtype, ["B", widths[-1]]))

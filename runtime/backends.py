@@ -6,7 +6,9 @@ denoising steps ``ks`` with sampler coefficients ``coef`` (``runtime.sampler``),
 spikes each population fired in each step, (n, L) (``None`` for the ANN twin).
 
 - ``onnx-float`` / ``onnx-fixed``: the image's ``chunk.onnx`` / ``chunk_fixed.onnx``, one
-  ONNX Runtime call per chunk (a ``Loop`` over the steps).
+  ONNX Runtime call per chunk (a ``Loop`` over the steps). Their large tensors are ONNX
+  external data in the sections ``EXTERNAL_DATA`` (the network's own arrays and
+  ``tensors.bin``), handed to ONNX Runtime in memory.
 - ``lava``: the fixed-point core as live Lava processes (``Loihi2SimCfg`` ``fixed_pt``;
   ``loihi2-hw`` where lava-loihi is present), one Lava run per denoising evaluation; the
   analog host part (encoder, SDLI, input layer, readout, sampler step) in numpy. Its
@@ -30,7 +32,10 @@ from runtime.sampler import Sampler
 
 ChunkResult = tuple[np.ndarray, np.ndarray | None]
 BACKENDS = ("lava", "onnx-fixed", "onnx-float")
-TENSOR_STORE = "tensors.bin"  # the image section holding the ONNX graphs' shared tensors
+TENSOR_STORE = "tensors.bin"  # the ONNX graphs' tensors that are none of the network's arrays
+# The sections the graphs' ONNX external data may name (``compiler/tensor_store.py``): the
+# float weights are arrays of net.npz, the integer ones of core.npz, the rest in the store.
+EXTERNAL_DATA = ("net.npz", "core.npz", TENSOR_STORE)
 DEFAULT_ORDER = {"loihi2": ("lava", "onnx-fixed", "onnx-float"),
                  "cpu-fixed": ("onnx-fixed",), "cpu": ("onnx-float",)}
 
@@ -70,10 +75,11 @@ class OnnxBackend(Backend):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         sections = self.policy.image.sections
-        if TENSOR_STORE in sections:  # the graphs' weights, one copy for all of them
-            store = np.frombuffer(sections[TENSOR_STORE], np.uint8)
-            opts.add_external_initializers_from_files_in_memory([TENSOR_STORE], [store],
-                                                                [len(store)])
+        names = [n for n in EXTERNAL_DATA if n in sections]  # the graphs' weights, in place
+        if names:
+            blobs = [np.frombuffer(sections[n], np.uint8) for n in names]
+            opts.add_external_initializers_from_files_in_memory(names, blobs,
+                                                                [len(b) for b in blobs])
         self.session = ort.InferenceSession(sections[self.section], opts,
                                             providers=["CPUExecutionProvider"])
 

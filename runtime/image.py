@@ -240,12 +240,15 @@ class Image:
 # --- arrays <-> bytes -------------------------------------------------------------------
 
 
-def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An uncompressed ``.npz`` archive of ``arrays`` (what ``np.savez`` writes, but with
-    fixed zip timestamps so that the same arrays always give the same bytes). Object
-    arrays are refused: a weight section never carries pickles."""
+def arrays_to_bytes(arrays: dict[str, np.ndarray], *, compress: bool = False) -> bytes:
+    """An ``.npz`` archive of ``arrays``: uncompressed, what ``np.savez`` writes (each
+    array's data lies in the archive as is, so ONNX external data can point into it), or
+    deflated with ``compress`` (``np.savez_compressed``); either way with fixed zip
+    timestamps so that the same arrays always give the same bytes. Object arrays are
+    refused: a weight section never carries pickles."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buf, "w", method) as zf:
         for name, value in arrays.items():
             if not isinstance(name, str) or not name or "/" in name or "\x00" in name:
                 raise PackError(f"array name {name!r} is not a plain non-empty string")
@@ -253,6 +256,7 @@ def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             if arr.dtype.hasobject:
                 raise PackError(f"array '{name}' has dtype object; only plain arrays are stored")
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = method
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, arr, allow_pickle=False)
     return buf.getvalue()

@@ -33,6 +33,9 @@ def compile_cmd(
                                         help="closed-loop episodes per operating point"),
     report_json: Path | None = typer.Option(None, "--report-json",
                                             help="also write the compile report as JSON"),
+    nir: Path | None = typer.Option(None, "--nir",
+                                    help="also write the policy's NIR graph (the image does "
+                                         "not carry it)"),
 ) -> None:
     """Compile, check every hardware limit and conformance, sign and write the image.
 
@@ -59,6 +62,8 @@ def compile_cmd(
 
         result = compile_policy(checkpoint, opts, private, on_stage=on_stage)
     write_image(out, result.image)
+    if nir is not None:
+        nir.write_bytes(result.nir)
     seconds = time.perf_counter() - t0
     _print_report(result.manifest, result.report)
     if report_json is not None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
+from compiler.export import read_nir
 from policies.checkpoint import shipped
-from runtime.image import bytes_to_arrays, read_image, verify_image
+from runtime.golden import read_golden
+from runtime.image import read_image, verify_image
 from runtime.keys import load_public_key
+from runtime.loader import unpack
 from tests.fixtures.tiny_policy import train_tiny
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
@@ -31,7 +35,7 @@ def shipped_image(key: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("img") / "hatch.sfimg"
     report = out.with_suffix(".json")
     res = cli("compile", str(SHIPPED), "--target", "loihi2", "--key", str(key), "-o", str(out),
-              "--report-json", str(report))
+              "--report-json", str(report), "--nir", str(out.with_suffix(".nir")))
     assert res.returncode == 0, res.stderr
     return out, res, json.loads(report.read_text())
 
@@ -48,10 +52,15 @@ def test_shipped_policy_compiles_for_loihi2_with_every_check_passing(shipped_ima
     assert fixed["vectors"] >= 100 and fixed["mismatches"] == 0 and fixed["values"] > 100_000
     assert conf["lava_float_vs_onnx_float"]["within_tol"] == 1.0
     assert 0 < conf["quantized_vs_float"]["action_rmse"] < 0.2
-    assert {"graph.nir", "net.npz", "core.npz", "core.onnx", "eval_fixed.onnx", "eval.onnx",
-            "golden.npz"} <= set(image.sections)
-    golden = bytes_to_arrays(image.sections["golden.npz"])
+    assert set(image.sections) == {"net.npz", "chunk.onnx", "core.npz", "chunk_fixed.onnx",
+                                   "golden.npz", "selftest.npz", "tensors.bin"}
+    policy = unpack(image)
+    golden = read_golden(policy)
     assert golden["a_in"].shape[0] >= 100 and golden["spikes2"].shape == (128, 4, 256)
+    rasters = policy.core.run(golden["a_in"].transpose(1, 0, 2))  # Lava's, bit for bit
+    assert all(np.array_equal(r.transpose(1, 0, 2), golden[f"spikes{i + 1}"])
+               for i, r in enumerate(rasters))
+    assert "lif1" in read_nir(out.with_suffix(".nir")).nodes  # the NIR graph, beside it
     rows = m["report"]
     assert [r["layer"] for r in rows] == ["lif1", "lif2"] and rows[1]["groups"] == 8
     assert all(0.02 < r["firing_rate"] < 0.5 for r in rows)
@@ -66,8 +75,8 @@ def test_shipped_policy_compiles_for_loihi2_with_every_check_passing(shipped_ima
 
 
 @pytest.mark.parametrize("target,present,absent", [
-    ("cpu", {"eval.onnx", "step.onnx"}, {"core.npz", "core.onnx"}),
-    ("cpu-fixed", {"core.npz", "core.onnx", "eval_fixed.onnx"}, {"eval.onnx"}),
+    ("cpu", {"chunk.onnx", "step.onnx"}, {"core.npz", "chunk_fixed.onnx"}),
+    ("cpu-fixed", {"core.npz", "chunk_fixed.onnx"}, {"chunk.onnx"}),
 ])
 def test_targets_carry_their_graphs(tmp_path: Path, key: Path, target: str, present: set,
                                     absent: set) -> None:
@@ -140,12 +149,14 @@ def test_tampered_compiled_image_is_caught_by_section(shipped_image, key: Path,
     out, _, _ = shipped_image
     data = bytearray(out.read_bytes())
     image = read_image(bytes(data))
-    entry = next(s for s in image.manifest["sections"] if s["name"] == "core.onnx")
-    start = image.header.header_size + image.header.manifest_size + entry["offset"]
-    data[start + entry["size"] // 2] ^= 0x01  # one bit of one integer weight
+    entry = next(s for s in image.manifest["sections"] if s["name"] == "core.npz")
+    start = image.header.sections_offset + entry["offset"]
+    weights = image.arrays("core.npz")["weights.0"].tobytes()
+    start += image.sections["core.npz"].index(weights) + len(weights) // 2
+    data[start] ^= 0x01  # one bit of one integer weight (chunk_fixed.onnx's, too)
     bad = tmp_path / "bad.sfimg"
     bad.write_bytes(bytes(data))
     res = cli("image", "verify", str(bad), "--pubkey", str(key.with_name(key.name + ".pub")))
-    assert res.returncode == 1 and "section 'core.onnx'" in res.stderr, res.stderr
+    assert res.returncode == 1 and "section 'core.npz'" in res.stderr, res.stderr
     good = cli("image", "verify", str(out), "--pubkey", str(key.with_name(key.name + ".pub")))
     assert good.returncode == 0 and "OK" in good.stdout
