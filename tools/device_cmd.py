@@ -109,7 +109,7 @@ def _state(link: str, timeout: float, before: Any = None) -> dict[str, Any]:
     async def job(client):
         if before is not None:
             await before(client)
-        rep = await smp_client.report(client, timeout_s=BOOT_TIMEOUT_S)
+        rep = await smp_client.report(client, timeout_s=BOOT_TIMEOUT_S if before else None)
         return describe(await smp_client.images(client), rep)
     return smp_client.run(link, timeout, job)
 

@@ -33,7 +33,8 @@ def _plan(path: Path, img: Any, slots: dict[int, Any], rep: Any, mode: str) -> d
     h = img.header
     return {"image": str(path), "bytes": img.size, "digest": img.digest, "target": h.target,
             "version": h.version, "security_counter": h.security_counter, "mode": mode,
-            "key_id": img.key_id, "device_key_id": rep.key_id, "device_target": rep.target, "device_security_counter": rep.security_counter,
+            "key_id": img.key_id, "device_key_id": rep.key_id, "device_target": rep.target,
+            "device_security_counter": rep.security_counter,
             "slot": 1, "old_version": old.version if old else None,
             "old_digest": old.hash.hex() if old and old.hash else None}
 

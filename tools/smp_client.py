@@ -10,6 +10,7 @@ datagrams; a device advertises what it can take).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,9 @@ from smpclient.transport.udp import IPV4_UDP_OVERHEAD, SMPUDPTransport
 from hardware.errors import SpikeflightError
 from runtime.smp_group import DeviceReportReadRequest
 
+# smpclient logs every timeout and refused datagram; the CLI reports failures itself, in
+# one line, so its records go nowhere unless the caller configures logging.
+logging.getLogger("smpclient").addHandler(logging.NullHandler())
 MAX_DATAGRAM = 65507 - smphdr.Header.SIZE  # largest UDP payload, less room for a header
 T = TypeVar("T")
 
