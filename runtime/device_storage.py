@@ -33,7 +33,7 @@ from hardware.errors import SpikeflightError
 from runtime.failpoints import failpoint
 
 BANKS = ("a", "b")
-SYNC_BYTES = 256 * 1024  # bank bytes written between fsyncs of an upload
+SYNC_BYTES = 64 * 1024  # bank bytes written between fsyncs of an upload
 STATE_VERSION = 1
 
 

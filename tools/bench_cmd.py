@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from hardware.errors import SpikeflightError
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks (medians, side by side, one run).")
@@ -110,3 +112,68 @@ def latency(
     console.print(table)
     if ref / res["onnx_float"]["median_ms"] < 10:
         raise typer.Exit(1)
+
+
+@app.command("flash")
+def flash_bench(
+    image: Path | None = typer.Option(None, "--image",
+                                      help="image to upload (default: the shipped hatch "
+                                      "policy compiled for each target, its loihi2 image)"),
+    pubkey: Path | None = typer.Option(None, "--pubkey", help="its public key (with --image)"),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="uploads per link"),
+) -> None:
+    """Upload throughput to a device agent over UDP on loopback and over a pty (median of
+    full uploads; targets >= 1 MB/s and >= 250 kB/s), and image sizes per target. Exit 1
+    if a target is missed."""
+    import tempfile
+
+    from runtime.image import load_image, read_image
+    from tools.flash_bench import upload_throughput
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes: dict[str, int] = {}
+        if image is None:
+            image, pubkey, sizes = _default_images(Path(tmp))
+        elif pubkey is None:
+            raise SpikeflightError("--image needs --pubkey")
+        else:
+            sizes = {read_image(load_image(image)).header.target: image.stat().st_size}
+        with console.status("uploading"):
+            results = [upload_throughput(image, pubkey, link, repeats)
+                       for link in ("udp", "serial")]
+    if sizes:
+        table = Table("target", "image bytes", title="image size per target")
+        for target, n in sizes.items():
+            table.add_row(target, f"{n:,}")
+        console.print(table)
+    table = Table("link", "target", "image bytes", "median kB/s", "min", "max", "target kB/s",
+                  "met",
+                  title=f"upload throughput, {repeats} full uploads each")
+    for r in results:
+        rates = r["bytes_per_s"]
+        table.add_row(r["link"], r["target"], f"{r['bytes']:,}", f"{r['median_bps'] / 1e3:,.0f}",
+                      f"{min(rates) / 1e3:,.0f}", f"{max(rates) / 1e3:,.0f}",
+                      f"{r['target_bps'] / 1e3:,.0f}",
+                      "yes" if r["median_bps"] >= r["target_bps"] else "NO")
+    console.print(table)
+    if any(r["median_bps"] < r["target_bps"] for r in results):
+        raise typer.Exit(1)
+
+
+def _default_images(root: Path) -> tuple[Path, Path, dict[str, int]]:
+    """The shipped hatch policy compiled for every target (2 ground episodes per
+    operating point: sizes do not depend on it); (loihi2 image, public key, sizes)."""
+    from compiler.build import CompileOptions, compile_policy
+    from policies.checkpoint import shipped
+    from runtime.image import TARGETS, write_image
+    from runtime.keys import load_private_key, save_keypair
+
+    private, public = save_keypair(root / "bench")
+    sizes, paths = {}, {}
+    with console.status("compiling the shipped policy for each target"):
+        for target in TARGETS:
+            res = compile_policy(shipped("hatch"), CompileOptions(target=target,
+                                 ground_episodes=2), load_private_key(private))
+            paths[target] = write_image(root / f"hatch-{target}.sfimg", res.image)
+            sizes[target] = len(res.image)
+    return paths["loihi2"], public, sizes

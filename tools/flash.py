@@ -83,10 +83,12 @@ async def _upload(client: Any, data: bytes, timeout: float) -> tuple[int, float]
     return resumed, time.perf_counter() - t0
 
 
-def flash(image: Path, link: str, mode: str, dry_run: bool, timeout: float
-          ) -> dict[str, Any]:
-    """Flash ``image`` over ``link`` (``mode``: upload, test or confirm); the summary
-    dict (``result``: dry run, already running, uploaded, trial, confirmed, reverted)."""
+def flash(image: Path, link: str, mode: str, dry_run: bool, timeout: float,
+          boot_timeout: float = BOOT_TIMEOUT_S) -> dict[str, Any]:
+    """Flash ``image`` over ``link`` (``mode``: upload, test or confirm), waiting up to
+    ``timeout`` s for each answer and ``boot_timeout`` s for the reboot; the summary dict
+    (``result``: dry run, already running, already on trial, uploaded, trial, confirmed,
+    reverted)."""
     from runtime.image import ImageError, load_image, read_image
 
     data = load_image(image)
@@ -103,8 +105,12 @@ def flash(image: Path, link: str, mode: str, dry_run: bool, timeout: float
             return {**plan, "result": "dry run"}
         _precheck(plan, rep.slot_size)
         old = slots.get(0)
-        if old is not None and old.hash and old.hash.hex() == img.digest and old.confirmed:
-            return {**plan, "result": "already running", "seconds": 0.0, "resumed_from": 0}
+        if old is not None and old.hash and old.hash.hex() == img.digest:
+            if not old.confirmed and mode == "confirm":  # on trial already: confirm it
+                await smp_client.mark(client, None, confirm=True)
+            done = old.confirmed or mode == "confirm"
+            return {**plan, "result": "already running" if done else "already on trial",
+                    "seconds": 0.0, "resumed_from": 0}
         resumed, seconds = await _upload(client, data, timeout)
         slots = await smp_client.images(client)
         got = slots.get(1)
@@ -118,7 +124,7 @@ def flash(image: Path, link: str, mode: str, dry_run: bool, timeout: float
         if mode == "upload":
             return {**out, "result": "uploaded"}
         await smp_client.mark(client, img.digest, confirm=False)
-        boot = (await smp_client.reset(client, BOOT_TIMEOUT_S)).boot
+        boot = (await smp_client.reset(client, boot_timeout)).boot
         if boot.get("result") != "running" or boot.get("image") != img.digest:
             return {**out, "result": "reverted", "boot": boot}
         if mode == "confirm":
@@ -139,8 +145,9 @@ def summary(res: dict[str, Any]) -> str:
                 f"a {res['device_target']} device running {res['old_version'] or 'nothing'} "
                 f"(security counter {res['device_security_counter']}), then {then}; "
                 "nothing changed")
-    if res["result"] == "already running":
-        return f"{name}: the device already runs it, confirmed ({res['version']}); nothing sent"
+    if res["result"].startswith("already"):
+        how = "confirmed" if res["result"] == "already running" else "on trial"
+        return f"{name}: the device already runs it, {how} ({res['version']}); nothing sent"
     rate = res["throughput_bps"] / 1e3
     resumed = f", resumed at byte {res['resumed_from']}" if res["resumed_from"] else ""
     result = {"uploaded": "uploaded to slot 1 (not marked; use --test or --confirm)",
