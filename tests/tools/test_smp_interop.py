@@ -16,6 +16,7 @@ from smpclient import SMPClient
 from smpclient.exceptions import SMPUploadError
 from smpclient.generics import error, success
 from smpclient.requests.image_management import (
+    ImageErase,
     ImageStatesRead,
     ImageStatesWrite,
     ImageUploadWrite,
@@ -56,6 +57,8 @@ async def _interop(link: str, image: bytes) -> dict:
         assert success(await client.request(ResetWrite()))
         out["booted"] = (await client.request(ImageStatesRead(), timeout_s=60)).images
         out["confirmed"] = (await client.request(ImageStatesWrite(confirm=True))).images
+        assert success(await client.request(ImageErase()))
+        out["erased"] = (await client.request(ImageStatesRead())).images
     return out
 
 
@@ -86,6 +89,7 @@ def test_unmodified_smpclient_uploads_lists_tests_resets_and_confirms(fleet, dev
     assert booted.hash == digest and booted.active and not booted.confirmed
     assert _slot(out["booted"], 1).version == "0.1.0"  # the previous image, to revert to
     assert _slot(out["confirmed"], 0).confirmed
+    assert [s.slot for s in out["erased"]] == [0]  # slot 1 (the old image) erased
     primary = json.loads((device_storage / "state.json").read_text())["primary"]
     assert (device_storage / f"bank-{primary}.img").read_bytes() == image  # byte for byte
 
