@@ -1,4 +1,4 @@
-"""``spikeflight train bc``: behaviour cloning of a diffusion policy from demonstrations."""
+"""``spikeflight train bc|dagger|rl``: behaviour cloning, DAgger, and L-SDPPO fine-tuning."""
 
 from __future__ import annotations
 
@@ -170,3 +170,67 @@ def dagger(
         res = run_dagger(task, demos, out, cfg, tcfg, dcfg, on_step=on_step,
                          on_episode=on_episode, on_round=on_round)
     console.print(f"done: {len(res.rounds)} rounds; checkpoint {out}")
+
+
+@app.command("rl")
+def rl(
+    out: Out,
+    init: Path = typer.Option(..., "--init", help="behaviour-cloned checkpoint to fine-tune"),
+    task: str | None = typer.Option(None, "--task", "-t",
+                                    help="task name or module:callable (default: the "
+                                    "checkpoint's)"),
+    iterations: int = typer.Option(50, "--iterations", "-n", min=1),
+    envs: int = typer.Option(8, "--envs", min=1, help="episodes per iteration, in parallel"),
+    sync: bool = typer.Option(False, "--sync", help="step the envs in this process "
+                              "(default: one process each)"),
+    ft_steps: int = typer.Option(10, "--ft-steps", min=1,
+                                 help="denoising steps fine-tuned (the last ones)"),
+    epochs: int = typer.Option(5, "--epochs", min=1),
+    actor_lr: float = typer.Option(1e-4, "--actor-lr"),
+    critic_lr: float = typer.Option(1e-3, "--critic-lr"),
+    critic_warmup: int = typer.Option(2, "--critic-warmup", min=0,
+                                      help="iterations that train the critic only"),
+    eval_every: int = typer.Option(10, "--eval-every", min=0,
+                                   help="iterations between held-out evaluations (0: never)"),
+    eval_episodes: int = typer.Option(20, "--eval-episodes", min=1),
+    seed: Seed = 0,
+    threads: Threads = 1,
+) -> None:
+    """L-SDPPO: fine-tune a diffusion policy's last denoising steps with DPPO on
+    vectorized rollouts. Every iteration is checkpointed; started again, the run resumes
+    exactly. The run directory is an ordinary checkpoint (eval, compile take it)."""
+    from dataclasses import replace
+
+    from policies.checkpoint import read_config
+    from policies.dppo import DppoConfig
+    from policies.rl import RlConfig, train_rl
+
+    _, saved = read_config(init)
+    task = task or saved["task"]
+    steps = int(saved["policy"].get("diffusion_steps", 20))
+    if ft_steps > steps:
+        raise SpikeflightError(f"--ft-steps {ft_steps}: the policy has {steps} denoising steps")
+    cfg = RlConfig(iterations=iterations, envs=envs, asynchronous=not sync, epochs=epochs,
+                   actor_lr=actor_lr, critic_lr=critic_lr, critic_warmup=critic_warmup,
+                   eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
+                   threads=threads, init=str(init),
+                   dppo=replace(DppoConfig(), ft_steps=ft_steps))
+    console.print(f"L-SDPPO on {task} from {init}: {envs} envs per iteration, last "
+                  f"{ft_steps} of {steps} denoising steps -> {out}")
+    with progress_bar() as bar:
+        job = bar.add_task("fine-tune", total=iterations, status="")
+
+        def on_iteration(st: Any) -> None:
+            u = st.update
+            rates = "/".join(f"{r:.3f}" for r in st.firing_rates)
+            line = (f"it {st.iteration}: success {st.successes}/{st.episodes}, return "
+                    f"{st.mean_return:.2f}, KL {u['approx_kl']:.2e}, clip {u['clipfrac']:.2f}, "
+                    f"rates {rates or '-'}")
+            if st.eval_success is not None:
+                line += f", held-out success {st.eval_success:.0%}"
+            bar.update(job, completed=st.iteration, status=f"success {st.successes}/{st.episodes}")
+            bar.console.print(line, highlight=False)
+
+        history = train_rl(task, cfg, out, on_iteration=on_iteration)
+    console.print(f"done: {len(history)} iterations, "
+                  f"{sum(h['env_steps'] for h in history):,} env steps; checkpoint {out}")

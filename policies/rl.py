@@ -1,0 +1,263 @@
+"""L-SDPPO fine-tuning: DPPO (``policies/dppo.py``) on vectorized rollouts of a task,
+starting from a behaviour-cloned checkpoint, resumable, written as an ordinary checkpoint.
+
+One iteration: every one of ``envs`` environments runs one episode (seeded from the run's
+seed, the iteration and the env index), a chunk decision at a time, all decisions of a
+step batched through the policy; each env's transitions after its episode ended are
+masked out. Rewards of a chunk's actions are summed, scaled by the running return std,
+and an episode's end (success or time limit) stops bootstrapping. Then GAE, and PPO
+epochs on the valid transitions (critic only during the first ``critic_warmup``
+iterations). The SDLI gate runs at its full strength throughout, in sampling, in the
+log-prob recomputation and in evaluation.
+
+Because each iteration starts its episodes afresh from seeds, a run stopped between
+iterations resumes exactly: weights, both optimisers, the reward scaler and the RNG are
+checkpointed after every iteration. ``asynchronous`` runs each env in its own process
+(gymnasium ``AsyncVectorEnv``); the results equal the in-process ``SyncVectorEnv``'s.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from hardware.atomic import AtomicFile
+from hardware.sim.registry import make_env
+from policies.checkpoint import load_policy, load_train_state, save_run
+from policies.dppo import (
+    Critic,
+    DppoConfig,
+    RewardScaler,
+    StepConstants,
+    chain_log_prob,
+    gae,
+    sample_chain,
+    update,
+)
+from policies.evaluate import EVAL_SEED0, evaluate
+
+RL_STATE = "rl_state.pt"
+
+
+@dataclass
+class RlConfig:
+    iterations: int = 50
+    envs: int = 8
+    asynchronous: bool = True
+    epochs: int = 5
+    minibatch: int = 256
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    critic_warmup: int = 2
+    eval_every: int = 10  # iterations between held-out evaluations (0: never)
+    eval_episodes: int = 20
+    seed: int = 0
+    threads: int = 1
+    init: str = ""  # the checkpoint fine-tuning starts from (the frozen early steps)
+    dppo: DppoConfig = field(default_factory=DppoConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IterationStats:
+    iteration: int
+    episodes: int
+    successes: int
+    mean_return: float
+    env_steps: int
+    update: dict[str, float]
+    firing_rates: list[float]
+    eval_success: float | None = None
+
+
+class ChunkEnv(gym.Wrapper):
+    """One step = one action chunk (chunk, act_dim): its actions in turn until the episode
+    ends; reward summed; ``info['success']`` and the env steps taken (``info['steps']``)."""
+
+    def __init__(self, env: gym.Env, chunk: int) -> None:
+        super().__init__(env)
+        inner = env.action_space
+        self.chunk = chunk
+        self.action_space = gym.spaces.Box(np.repeat(inner.low[None], chunk, 0),
+                                           np.repeat(inner.high[None], chunk, 0),
+                                           dtype=inner.dtype)
+
+    def step(self, action: np.ndarray):
+        total, info, steps = 0.0, {}, 0
+        for a in action:
+            obs, r, term, trunc, info = self.env.step(a)
+            total += float(r)
+            steps += 1
+            if term or trunc:
+                break
+        info = {**info, "success": bool(info.get("success", term)), "steps": steps}
+        return obs, total, bool(term), bool(trunc), info
+
+
+def make_vector_env(task: str, envs: int, chunk: int, asynchronous: bool) -> gym.vector.VectorEnv:
+    fns = [lambda: ChunkEnv(make_env(task), chunk) for _ in range(envs)]
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if asynchronous:
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode, context="spawn")
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+
+
+def _info(info: dict[str, Any], key: str, done: np.ndarray, default: Any) -> np.ndarray:
+    """Per-env ``key`` of a vector step's info: an env whose episode ended in this step
+    was reset in it too (same-step autoreset), so its value is in ``final_info``."""
+    out = np.full(len(done), default)
+    for src, rows in ((info, ~done), (info.get("final_info", {}), done)):
+        if key in src:
+            m = src[f"_{key}"] & rows
+            out[m] = src[key][m]
+    return out
+
+
+def _seeds(seed: int, iteration: int, envs: int) -> list[int]:
+    return [int(s) for s in np.random.SeedSequence([seed, iteration]).generate_state(envs)]
+
+
+class Trainer:
+    """Holds the policy (actor = its denoiser), the frozen copy, the critic, the
+    optimisers and the RNG of a run; ``run(iteration)`` does one iteration."""
+
+    def __init__(self, task: str, cfg: RlConfig, run_dir: Path) -> None:
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
+        self.policy, saved = load_policy(cfg.init)
+        self.saved = saved
+        self.frozen = copy.deepcopy(self.policy.denoiser).eval()
+        for p in self.frozen.parameters():
+            p.requires_grad_(False)
+        self.actor = self.policy.denoiser
+        snn = self.policy.spiking
+        if snn is not None and snn.sdli is not None:
+            snn.sdli.set_ramp(1, 0)  # full strength: the gate the policy was trained with
+        self.consts = StepConstants.of(self.policy.schedule)
+        self.critic = Critic(self.policy.cfg.obs_dim)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.scaler = RewardScaler(cfg.envs, cfg.dppo.gamma)
+        self.history: list[dict[str, Any]] = []
+        self.start = 0
+        if (self.run_dir / RL_STATE).exists():
+            self.start = self._restore()
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def save(self, iteration: int) -> None:
+        """An ordinary checkpoint (``eval``, ``compile`` take it) plus the RL state."""
+        save_run(self.run_dir, self.policy, self.policy, self.actor_opt, self.gen, self.task,
+                 {"rl": self.cfg.to_dict(), "init_train": self.saved.get("train")},
+                 iteration, [h["mean_return"] for h in self.history])
+        with AtomicFile(self.run_dir / RL_STATE) as tmp:
+            torch.save({"critic": self.critic.state_dict(),
+                        "critic_opt": self.critic_opt.state_dict(),
+                        "scaler": self.scaler.state_dict(), "history": self.history,
+                        "iteration": iteration}, tmp)
+
+    def _restore(self) -> int:
+        state = torch.load(self.run_dir / RL_STATE, weights_only=False)
+        it, _ = load_train_state(self.run_dir, self.policy, self.actor_opt, self.gen)
+        self.critic.load_state_dict(state["critic"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.history = list(state["history"])
+        if it != state["iteration"]:
+            raise RuntimeError(f"{self.run_dir}: checkpoint at {it}, RL state at "
+                               f"{state['iteration']}")
+        return it
+
+    # --- one iteration ---------------------------------------------------------------------
+    def _norm(self, obs: np.ndarray) -> torch.Tensor:
+        return self.policy.obs_norm(torch.as_tensor(obs, dtype=torch.float32))
+
+    def rollout(self, venv: gym.vector.VectorEnv, iteration: int) -> dict[str, Any]:
+        pcfg, n = self.policy.cfg, self.cfg.envs
+        obs, _ = venv.reset(seed=_seeds(self.cfg.seed, iteration, n))
+        live = np.ones(n, bool)
+        rec: dict[str, list] = {k: [] for k in ("s", "chain", "logp", "r", "done", "v", "valid")}
+        returns, wins, steps = np.zeros(n), np.zeros(n, bool), 0
+        snn = self.policy.spiking
+        if snn is not None:
+            snn.reset_stats()
+            snn.record = True
+        while live.any():
+            s = self._norm(obs)
+            chain = sample_chain(self.frozen, self.actor, self.consts, s, pcfg.action_size,
+                                 self.cfg.dppo, self.gen)
+            with torch.no_grad():
+                logp = chain_log_prob(self.actor, self.consts, s, chain, self.cfg.dppo)
+                v = self.critic(s)
+                x = chain[:, -1].clamp(-1, 1).view(n, pcfg.chunk, pcfg.act_dim)
+                act = self.policy.act_norm.inverse(x).numpy().astype(np.float64)
+            obs, r, term, trunc, info = venv.step(act)
+            done = term | trunc
+            steps += int(np.sum(_info(info, "steps", done, 0)[live]))
+            returns[live] += r[live]
+            wins[live & done] = _info(info, "success", done, False)[live & done]
+            rr = self.scaler(torch.as_tensor(r), torch.as_tensor(done, dtype=torch.float64))
+            for key, val in (("s", s), ("chain", chain), ("logp", logp), ("v", v),
+                             ("r", rr.float()), ("done", torch.as_tensor(done).float()),
+                             ("valid", torch.as_tensor(live.copy()))):
+                rec[key].append(val)
+            live &= ~done
+        if snn is not None:
+            snn.record = False
+        data = {k: torch.stack(v) for k, v in rec.items()}
+        adv, ret = gae(data["r"], data["v"], data["done"], torch.zeros(n),
+                       self.cfg.dppo.gamma, self.cfg.dppo.lam)
+        m = data["valid"]
+        return {"batch": {"s": data["s"][m], "chain": data["chain"][m],
+                          "logp": data["logp"][m], "adv": adv[m], "ret": ret[m]},
+                "returns": returns, "wins": wins, "steps": steps,
+                "rates": snn.firing_rates() if snn is not None else []}
+
+    def run(self, venv: gym.vector.VectorEnv, iteration: int) -> IterationStats:
+        out = self.rollout(venv, iteration)
+        opt = self.actor_opt if iteration >= self.cfg.critic_warmup else None
+        stats = update(self.actor, self.critic, opt, self.critic_opt, self.consts,
+                       out["batch"], self.cfg.dppo, self.cfg.epochs, self.cfg.minibatch,
+                       self.gen)
+        it = iteration + 1
+        res = IterationStats(iteration=it, episodes=self.cfg.envs,
+                             successes=int(out["wins"].sum()),
+                             mean_return=float(out["returns"].mean()), env_steps=out["steps"],
+                             update=stats, firing_rates=out["rates"])
+        if self.cfg.eval_every and (it % self.cfg.eval_every == 0 or it == self.cfg.iterations):
+            ev = evaluate(self.policy, self.task, self.cfg.eval_episodes, EVAL_SEED0)
+            res.eval_success = ev.successes / ev.episodes
+            self.policy.denoiser.train()
+        self.history.append(asdict(res))
+        self.save(it)
+        return res
+
+
+def train_rl(task: str, cfg: RlConfig, run_dir: Path,
+             on_iteration: Callable[[IterationStats], None] | None = None) -> list[dict]:
+    """Fine-tune ``cfg.init`` on ``task`` for ``cfg.iterations`` iterations into
+    ``run_dir`` (resuming there if a run is in it); the per-iteration history."""
+    trainer = Trainer(task, cfg, run_dir)
+    venv = make_vector_env(task, cfg.envs, trainer.policy.cfg.chunk, cfg.asynchronous)
+    try:
+        for it in range(trainer.start, cfg.iterations):
+            stats = trainer.run(venv, it)
+            if on_iteration is not None:
+                on_iteration(stats)
+    finally:
+        venv.close()
+    (run_dir / "rl_history.json").write_text(json.dumps(trainer.history, default=float))
+    return trainer.history
+
+
