@@ -83,7 +83,7 @@ def test_cli_fine_tunes_and_refuses_bad_input_in_one_line(toy_run: Path, tmp_pat
                           "--iterations", "1", "--envs", "2", "--sync", "--eval-every", "0"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "it 1: success" in res.stdout and "done: 1 iterations" in res.stdout
+    assert "it 1: success" in res.stderr and "done: 1 iterations" in res.stdout
     assert load_policy(tmp_path / "rl")[1]["iteration"] == 1
     res = subprocess.run([exe, "train", "rl", "--init", str(toy_run), "-o", str(tmp_path / "x"),
                           "--ft-steps", "50"], capture_output=True, text=True, timeout=300)
