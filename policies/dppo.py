@@ -27,6 +27,10 @@ the chunk step:
     delta_t = r_t + gamma V(s_{t+1}) (1 - d_t) - V(s_t)
     A_t = delta_t + gamma lambda (1 - d_t) A_{t+1}
 
+**Energy** (beyond the paper): ``energy_coef`` adds lambda_E times the actor's mean firing
+rate over the recomputed steps to the loss (spikes per neuron per micro-step: synaptic
+events per chunk are proportional to it), so fine-tuning can also lower energy.
+
 Defaults are L-SDPPO's: K' = 10 of 20, sigma floors 0.1, eps from 0.001 to 0.01 with
 rho = 3, gamma 0.999, lambda 0.95, gamma_d 0.99.
 """
@@ -57,6 +61,7 @@ class DppoConfig:
     gamma_denoise: float = 0.99
     vf_coef: float = 0.5
     target_kl: float | None = 1.0  # early stop of the epochs of an iteration
+    energy_coef: float = 0.0  # weight of the spiking actor's mean firing rate in the loss
 
 
 @dataclass(frozen=True)
@@ -127,12 +132,16 @@ def sample_chain(frozen: nn.Module, actor: nn.Module, consts: StepConstants, s: 
 
 
 def chain_log_prob(actor: nn.Module, consts: StepConstants, s: torch.Tensor,
-                   chain: torch.Tensor, cfg: DppoConfig) -> torch.Tensor:
-    """log pi_j of each fine-tuned step, (B, K'), j = 0 noisiest; differentiable."""
+                   chain: torch.Tensor, cfg: DppoConfig,
+                   rates: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """log pi_j of each fine-tuned step, (B, K'), j = 0 noisiest; differentiable.
+    ``rates``: if given, the spiking actor's mean firing rate of each step is appended."""
     out = []
     for j in range(cfg.ft_steps):
         k = cfg.ft_steps - 1 - j
         mu = step_mean(actor, consts, chain[:, j], k, s)
+        if rates is not None and hasattr(actor, "last_rate"):
+            rates.append(actor.last_rate)
         std = _std(consts, k, cfg.sigma_lp_min)
         z = (chain[:, j + 1] - mu) / std
         out.append((-0.5 * z.pow(2) - math.log(std) - 0.5 * LOG_2PI).sum(-1))
@@ -239,9 +248,12 @@ def update(actor: nn.Module, critic: nn.Module, actor_opt: torch.optim.Optimizer
             vf = 0.5 * (critic(s) - batch["ret"][idx]).pow(2).mean()
             loss = cfg.vf_coef * vf
             if actor_opt is not None:
-                logp = chain_log_prob(actor, consts, s, batch["chain"][idx], cfg)
+                rates: list[torch.Tensor] = []
+                logp = chain_log_prob(actor, consts, s, batch["chain"][idx], cfg, rates)
                 pg = ppo_policy_loss(logp, batch["logp"][idx], adv[idx], cfg)
                 loss = loss + pg["pg_loss"]
+                if cfg.energy_coef and rates:
+                    loss = loss + cfg.energy_coef * torch.stack(rates).mean()
                 actor_opt.zero_grad()
             critic_opt.zero_grad()
             loss.backward()

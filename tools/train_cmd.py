@@ -193,6 +193,8 @@ def rl(
     eval_every: int = typer.Option(10, "--eval-every", min=0,
                                    help="iterations between held-out evaluations (0: never)"),
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1),
+    energy: float = typer.Option(0.0, "--energy", min=0.0,
+                                 help="weight of the firing-rate penalty (lower energy)"),
     seed: Seed = 0,
     threads: Threads = 1,
 ) -> None:
@@ -214,7 +216,7 @@ def rl(
                    actor_lr=actor_lr, critic_lr=critic_lr, critic_warmup=critic_warmup,
                    eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
                    threads=threads, init=str(init),
-                   dppo=replace(DppoConfig(), ft_steps=ft_steps))
+                   dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy))
     console.print(f"L-SDPPO on {task} from {init}: {envs} envs per iteration, last "
                   f"{ft_steps} of {steps} denoising steps -> {out}")
     with progress_bar() as bar:

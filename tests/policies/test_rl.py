@@ -89,3 +89,14 @@ def test_cli_fine_tunes_and_refuses_bad_input_in_one_line(toy_run: Path, tmp_pat
                           "--ft-steps", "50"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.startswith("error: --ft-steps 50: the policy has")
     assert not (tmp_path / "x").exists()
+
+
+def test_the_energy_penalty_lowers_firing_rates(toy_run: Path, tmp_path: Path) -> None:
+    def rates(coef: float, name: str) -> float:
+        cfg = _cfg(toy_run, 4)
+        cfg.dppo = DppoConfig(ft_steps=5, clip_base=0.01, clip_top=0.05, energy_coef=coef)
+        cfg.actor_lr = 3e-3
+        history = train_rl(TOY, cfg, tmp_path / name)
+        return sum(history[-1]["firing_rates"])
+    low, high = rates(5.0, "energy"), rates(0.0, "plain")
+    assert low < 0.9 * high
