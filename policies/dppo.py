@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from policies.diffusion import Schedule
+from policies.dist import Comm
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -166,30 +167,37 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
 
 class RewardScaler:
     """Running reward scaling: rewards divided by the running standard deviation of the
-    discounted return R_t = gamma R_{t-1} (1 - d_{t-1}) + r_t (Welford's algorithm)."""
+    discounted return R_t = gamma R_{t-1} (1 - d_{t-1}) + r_t, over every env of every
+    rank (running count, sum and sum of squares, summed across ranks by ``comm``)."""
 
-    def __init__(self, envs: int, gamma: float) -> None:
-        self.gamma = gamma
+    def __init__(self, envs: int, gamma: float, comm: Comm | None = None) -> None:
+        self.gamma, self.comm = gamma, comm or Comm()
         self.ret = torch.zeros(envs, dtype=torch.float64)
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.moments = torch.zeros(3, dtype=torch.float64)  # count, sum, sum of squares
 
-    def __call__(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        self.ret = self.gamma * self.ret + reward.double()
-        for v in self.ret.tolist():
-            self.count += 1
-            d = v - self.mean
-            self.mean += d / self.count
-            self.m2 += d * (v - self.mean)
-        self.ret = self.ret * (1.0 - done.double())
-        std = math.sqrt(self.m2 / self.count) if self.count > 1 else 1.0
-        return reward / max(std, 1e-8)
+    def __call__(self, reward: torch.Tensor, done: torch.Tensor,
+                 live: torch.Tensor | None = None) -> torch.Tensor:
+        """Scaled ``reward``; ``live`` (bool) marks the envs whose transition counts (the
+        others' returns and the statistics are left alone)."""
+        live = torch.ones(len(self.ret), dtype=torch.bool) if live is None else live
+        new = torch.where(live, self.gamma * self.ret + reward.double(), self.ret)
+        seen = new[live]
+        self.moments += self.comm.sum(torch.stack([torch.tensor(float(len(seen))),
+                                                   seen.sum(), seen.pow(2).sum()]))
+        self.ret = torch.where(live & done.bool(), torch.zeros_like(new), new)
+        n, s1, s2 = self.moments.tolist()
+        var = s2 / n - (s1 / n) ** 2 if n > 1 else 1.0
+        return reward / max(math.sqrt(max(var, 0.0)), 1e-8)
 
     def state_dict(self) -> dict[str, object]:
-        return {"ret": self.ret.clone(), "count": self.count, "mean": self.mean, "m2": self.m2}
+        return {"ret": self.ret.clone(), "moments": self.moments.clone()}
 
     def load_state_dict(self, d: dict[str, object]) -> None:
-        self.ret, self.count = d["ret"].clone(), int(d["count"])
-        self.mean, self.m2 = float(d["mean"]), float(d["m2"])
+        """Restore the statistics; returns in flight are restored only if this scaler has
+        as many envs (between iterations they are all 0, whatever the rank count)."""
+        self.moments = d["moments"].clone()
+        if len(d["ret"]) == len(self.ret):
+            self.ret = d["ret"].clone()
 
 
 def ppo_policy_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor,
@@ -231,19 +239,32 @@ class Critic(nn.Module):
 def update(actor: nn.Module, critic: nn.Module, actor_opt: torch.optim.Optimizer | None,
            critic_opt: torch.optim.Optimizer, consts: StepConstants,
            batch: dict[str, torch.Tensor], cfg: DppoConfig, epochs: int, minibatch: int,
-           generator: torch.Generator | None = None) -> dict[str, float]:
+           generator: torch.Generator | None = None, comm: Comm | None = None
+           ) -> dict[str, float]:
     """PPO epochs over ``batch`` (``s`` normalised states (B, obs_dim), ``chain`` (B, K'+1,
     A), ``logp`` old log-probs (B, K'), ``adv`` (B,), ``ret`` (B,)); ``actor_opt=None``
-    updates the critic only (warm-up). Advantages are normalised over the batch. Stops
-    early once the approximate KL of a minibatch exceeds ``cfg.target_kl``."""
+    updates the critic only (warm-up). Advantages are normalised over the whole batch (all
+    ranks). Stops early once the approximate KL of a minibatch exceeds ``cfg.target_kl``.
+
+    With ``comm`` over several ranks, each holds its part of the batch and minibatches of
+    ``minibatch / world`` rows; gradients are averaged over ranks after every backward, so
+    equal parts give the single-process update of the whole batch."""
+    comm = comm or Comm()
     n = batch["s"].shape[0]
     adv = batch["adv"]
-    adv = (adv - adv.mean()) / (adv.std() + 1e-8) if n > 1 else adv
+    total = comm.sum(torch.tensor([float(n), float(adv.sum())]))
+    mean = float(total[1] / total[0])
+    sq = float(comm.sum((adv.double() - mean).pow(2).sum()))
+    if total[0] > 1:
+        adv = (adv - mean) / (math.sqrt(sq / (float(total[0]) - 1)) + 1e-8)
+    local = max(1, minibatch // comm.world)
+    per_epoch = comm.max(math.ceil(n / local))  # the same number of steps on every rank
+    params = [*actor.parameters(), *critic.parameters()]
     stats = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "updates": 0}
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, minibatch):
-            idx = order[start:start + minibatch]
+        for m in range(per_epoch):
+            idx = order[torch.arange(m * local, (m + 1) * local) % n]
             s = batch["s"][idx]
             vf = 0.5 * (critic(s) - batch["ret"][idx]).pow(2).mean()
             loss = cfg.vf_coef * vf
@@ -257,6 +278,7 @@ def update(actor: nn.Module, critic: nn.Module, actor_opt: torch.optim.Optimizer
                 actor_opt.zero_grad()
             critic_opt.zero_grad()
             loss.backward()
+            comm.mean_grads(params)
             critic_opt.step()
             stats["vf_loss"] += float(vf.detach())
             stats["updates"] += 1
@@ -265,9 +287,11 @@ def update(actor: nn.Module, critic: nn.Module, actor_opt: torch.optim.Optimizer
             actor_opt.step()
             if hasattr(actor, "project_thresholds"):
                 actor.project_thresholds()
-            for key in ("pg_loss", "approx_kl", "clipfrac"):
+            kl = float(comm.sum(pg["approx_kl"].detach())) / comm.world
+            stats["approx_kl"] += kl
+            for key in ("pg_loss", "clipfrac"):
                 stats[key] += float(pg[key].detach())
-            if cfg.target_kl is not None and float(pg["approx_kl"]) > cfg.target_kl:
+            if cfg.target_kl is not None and kl > cfg.target_kl:
                 return _mean(stats, early_stop=True)
     return _mean(stats, early_stop=False)
 

@@ -32,6 +32,7 @@ import torch
 from hardware.atomic import AtomicFile
 from hardware.sim.registry import make_env
 from policies.checkpoint import load_policy, load_train_state, save_run
+from policies.dist import Comm
 from policies.dppo import (
     Critic,
     DppoConfig,
@@ -131,10 +132,15 @@ class Trainer:
     """Holds the policy (actor = its denoiser), the frozen copy, the critic, the
     optimisers and the RNG of a run; ``run(iteration)`` does one iteration."""
 
-    def __init__(self, task: str, cfg: RlConfig, run_dir: Path) -> None:
+    def __init__(self, task: str, cfg: RlConfig, run_dir: Path, comm: Comm | None = None
+                 ) -> None:
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
+        self.comm = comm or Comm()
+        self.envs = self.comm.share(cfg.envs)  # this rank's env indices
+        if not len(self.envs):
+            raise ValueError(f"{cfg.envs} envs cannot be shared by {self.comm.world} ranks")
         self.policy, saved = load_policy(cfg.init)
         self.saved = saved
         self.frozen = copy.deepcopy(self.policy.denoiser).eval()
@@ -149,7 +155,7 @@ class Trainer:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.scaler = RewardScaler(cfg.envs, cfg.dppo.gamma)
+        self.scaler = RewardScaler(len(self.envs), cfg.dppo.gamma, self.comm)
         self.history: list[dict[str, Any]] = []
         self.start = 0
         if (self.run_dir / RL_STATE).exists():
@@ -157,7 +163,10 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def save(self, iteration: int) -> None:
-        """An ordinary checkpoint (``eval``, ``compile`` take it) plus the RL state."""
+        """An ordinary checkpoint (``eval``, ``compile`` take it) plus the RL state,
+        written by rank 0 (every rank holds the same weights)."""
+        if not self.comm.main:
+            return
         save_run(self.run_dir, self.policy, self.policy, self.actor_opt, self.gen, self.task,
                  {"rl": self.cfg.to_dict(), "init_train": self.saved.get("train")},
                  iteration, [h["mean_return"] for h in self.history])
@@ -172,7 +181,7 @@ class Trainer:
         it, _ = load_train_state(self.run_dir, self.policy, self.actor_opt, self.gen)
         self.critic.load_state_dict(state["critic"])
         self.critic_opt.load_state_dict(state["critic_opt"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.scaler.load_state_dict(state["scaler"])  # its returns are 0 between iterations
         self.history = list(state["history"])
         if it != state["iteration"]:
             raise RuntimeError(f"{self.run_dir}: checkpoint at {it}, RL state at "
@@ -184,8 +193,12 @@ class Trainer:
         return self.policy.obs_norm(torch.as_tensor(obs, dtype=torch.float32))
 
     def rollout(self, venv: gym.vector.VectorEnv, iteration: int) -> dict[str, Any]:
-        pcfg, n = self.policy.cfg, self.cfg.envs
-        obs, _ = venv.reset(seed=_seeds(self.cfg.seed, iteration, n))
+        pcfg, n = self.policy.cfg, len(self.envs)
+        seeds = _seeds(self.cfg.seed, iteration, self.cfg.envs)
+        obs, _ = venv.reset(seed=[seeds[i] for i in self.envs])
+        # the noise of an iteration depends on (seed, iteration, rank) only: a resumed run,
+        # whatever its rank count, draws what an uninterrupted one with that count draws
+        self.gen.manual_seed(_seeds(self.cfg.seed, iteration, self.comm.world)[self.comm.rank])
         live = np.ones(n, bool)
         rec: dict[str, list] = {k: [] for k in ("s", "chain", "logp", "r", "done", "v", "valid")}
         returns, wins, steps = np.zeros(n), np.zeros(n, bool), 0
@@ -193,7 +206,7 @@ class Trainer:
         if snn is not None:
             snn.reset_stats()
             snn.record = True
-        while live.any():
+        while self.comm.max(int(live.any())):  # every rank steps as long as any has to
             s = self._norm(obs)
             chain = sample_chain(self.frozen, self.actor, self.consts, s, pcfg.action_size,
                                  self.cfg.dppo, self.gen)
@@ -207,7 +220,7 @@ class Trainer:
             steps += int(np.sum(_info(info, "steps", done, 0)[live]))
             returns[live] += r[live]
             wins[live & done] = _info(info, "success", done, False)[live & done]
-            rr = self.scaler(torch.as_tensor(r), torch.as_tensor(done, dtype=torch.float64))
+            rr = self.scaler(torch.as_tensor(r), torch.as_tensor(done), torch.as_tensor(live))
             for key, val in (("s", s), ("chain", chain), ("logp", logp), ("v", v),
                              ("r", rr.float()), ("done", torch.as_tensor(done).float()),
                              ("valid", torch.as_tensor(live.copy()))):
@@ -229,27 +242,33 @@ class Trainer:
         opt = self.actor_opt if iteration >= self.cfg.critic_warmup else None
         stats = update(self.actor, self.critic, opt, self.critic_opt, self.consts,
                        out["batch"], self.cfg.dppo, self.cfg.epochs, self.cfg.minibatch,
-                       self.gen)
+                       self.gen, self.comm)
         it = iteration + 1
-        res = IterationStats(iteration=it, episodes=self.cfg.envs,
-                             successes=int(out["wins"].sum()),
-                             mean_return=float(out["returns"].mean()), env_steps=out["steps"],
-                             update=stats, firing_rates=out["rates"])
-        if self.cfg.eval_every and (it % self.cfg.eval_every == 0 or it == self.cfg.iterations):
+        tot = self.comm.sum(torch.tensor([float(out["wins"].sum()), float(out["returns"].sum()),
+                                          float(out["steps"]), *out["rates"]]))
+        rates = (tot[3:] / self.comm.world).tolist()
+        res = IterationStats(iteration=it, episodes=self.cfg.envs, successes=int(tot[0]),
+                             mean_return=float(tot[1]) / self.cfg.envs, env_steps=int(tot[2]),
+                             update=stats, firing_rates=rates)
+        due = self.cfg.eval_every and (it % self.cfg.eval_every == 0 or it == self.cfg.iterations)
+        if due and self.comm.main:
             ev = evaluate(self.policy, self.task, self.cfg.eval_episodes, EVAL_SEED0)
             res.eval_success = ev.successes / ev.episodes
             self.policy.denoiser.train()
         self.history.append(asdict(res))
         self.save(it)
+        self.comm.barrier()
         return res
 
 
 def train_rl(task: str, cfg: RlConfig, run_dir: Path,
-             on_iteration: Callable[[IterationStats], None] | None = None) -> list[dict]:
+             on_iteration: Callable[[IterationStats], None] | None = None,
+             comm: Comm | None = None) -> list[dict]:
     """Fine-tune ``cfg.init`` on ``task`` for ``cfg.iterations`` iterations into
-    ``run_dir`` (resuming there if a run is in it); the per-iteration history."""
-    trainer = Trainer(task, cfg, run_dir)
-    venv = make_vector_env(task, cfg.envs, trainer.policy.cfg.chunk, cfg.asynchronous)
+    ``run_dir`` (resuming there if a run is in it); the per-iteration history. Under
+    ``torchrun`` each rank runs its share of the envs (``policies/dist.py``)."""
+    trainer = Trainer(task, cfg, run_dir, comm)
+    venv = make_vector_env(task, len(trainer.envs), trainer.policy.cfg.chunk, cfg.asynchronous)
     try:
         for it in range(trainer.start, cfg.iterations):
             stats = trainer.run(venv, it)
@@ -257,7 +276,8 @@ def train_rl(task: str, cfg: RlConfig, run_dir: Path,
                 on_iteration(stats)
     finally:
         venv.close()
-    (run_dir / "rl_history.json").write_text(json.dumps(trainer.history, default=float))
+    if trainer.comm.main:
+        (run_dir / "rl_history.json").write_text(json.dumps(trainer.history, default=float))
     return trainer.history
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -195,6 +197,8 @@ def rl(
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1),
     energy: float = typer.Option(0.0, "--energy", min=0.0,
                                  help="weight of the firing-rate penalty (lower energy)"),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="data-parallel ranks on this machine (runs torchrun)"),
     seed: Seed = 0,
     threads: Threads = 1,
 ) -> None:
@@ -204,9 +208,12 @@ def rl(
     from dataclasses import replace
 
     from policies.checkpoint import read_config
+    from policies.dist import Comm
     from policies.dppo import DppoConfig
     from policies.rl import RlConfig, train_rl
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_torchrun(nproc))
     _, saved = read_config(init)
     task = task or saved["task"]
     steps = int(saved["policy"].get("diffusion_steps", 20))
@@ -217,8 +224,14 @@ def rl(
                    eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
                    threads=threads, init=str(init),
                    dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy))
-    console.print(f"L-SDPPO on {task} from {init}: {envs} envs per iteration, last "
-                  f"{ft_steps} of {steps} denoising steps -> {out}")
+    comm = Comm.from_env()
+    if envs < comm.world:
+        raise SpikeflightError(f"--envs {envs} cannot be shared by {comm.world} ranks")
+    if not comm.main:  # rank 0 reports; the others only compute
+        train_rl(task, cfg, out, comm=comm)
+        return
+    console.print(f"L-SDPPO on {task} from {init}: {envs} envs per iteration on "
+                  f"{comm.world} rank(s), last {ft_steps} of {steps} denoising steps -> {out}")
     with progress_bar() as bar:
         job = bar.add_task("fine-tune", total=iterations, status="")
 
@@ -233,6 +246,25 @@ def rl(
             bar.update(job, completed=st.iteration, status=f"success {st.successes}/{st.episodes}")
             bar.console.print(line, highlight=False)
 
-        history = train_rl(task, cfg, out, on_iteration=on_iteration)
+        history = train_rl(task, cfg, out, on_iteration=on_iteration, comm=comm)
     console.print(f"done: {len(history)} iterations, "
                   f"{sum(h['env_steps'] for h in history):,} env steps; checkpoint {out}")
+
+
+def _torchrun(nproc: int) -> int:
+    """Run this same command under torchrun with ``nproc`` ranks on this machine (across
+    machines, run ``torchrun --nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT -m
+    tools.cli train rl ...`` on each); its exit code."""
+    import subprocess
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "tools.cli", *args]
+    return subprocess.run(cmd).returncode

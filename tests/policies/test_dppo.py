@@ -94,8 +94,9 @@ def test_gae_matches_the_recursion_and_does_not_cross_episode_ends() -> None:
 def test_reward_scaler_divides_by_the_running_return_std() -> None:
     scaler = RewardScaler(envs=2, gamma=0.5)
     out = [scaler(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])) for _ in range(50)]
-    # returns converge to 2 and 6: their std over the history is near 2
-    assert 1.5 < float(out[-1][1] / out[-1][0]) < 3.5 and float(out[-1][0]) < 1.0
+    rets = torch.tensor([[sum(0.5 ** i for i in range(t + 1)) * v for v in (1.0, 3.0)]
+                         for t in range(50)], dtype=torch.float64)
+    assert torch.allclose(out[-1], torch.tensor([1.0, 3.0]) / rets.std(unbiased=False))
     state = scaler.state_dict()
     other = RewardScaler(envs=2, gamma=0.5)
     other.load_state_dict(state)
