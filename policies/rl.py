@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ class IterationStats:
     env_steps: int
     update: dict[str, float]
     firing_rates: list[float]
+    seconds: float = 0.0  # wall time of the rollout and the update (no evaluation)
     eval_success: float | None = None
 
 
@@ -238,6 +240,7 @@ class Trainer:
                 "rates": snn.firing_rates() if snn is not None else []}
 
     def run(self, venv: gym.vector.VectorEnv, iteration: int) -> IterationStats:
+        t0 = time.perf_counter()
         out = self.rollout(venv, iteration)
         opt = self.actor_opt if iteration >= self.cfg.critic_warmup else None
         stats = update(self.actor, self.critic, opt, self.critic_opt, self.consts,
@@ -249,7 +252,8 @@ class Trainer:
         rates = (tot[3:] / self.comm.world).tolist()
         res = IterationStats(iteration=it, episodes=self.cfg.envs, successes=int(tot[0]),
                              mean_return=float(tot[1]) / self.cfg.envs, env_steps=int(tot[2]),
-                             update=stats, firing_rates=rates)
+                             update=stats, firing_rates=rates,
+                             seconds=time.perf_counter() - t0)
         due = self.cfg.eval_every and (it % self.cfg.eval_every == 0 or it == self.cfg.iterations)
         if due and self.comm.main:
             ev = evaluate(self.policy, self.task, self.cfg.eval_episodes, EVAL_SEED0)

@@ -177,3 +177,25 @@ def _default_images(root: Path) -> tuple[Path, Path, dict[str, int]]:
             paths[target] = write_image(root / f"hatch-{target}.sfimg", res.image)
             sizes[target] = len(res.image)
     return paths["loihi2"], public, sizes
+
+
+@app.command("rl")
+def rl_bench(
+    init: Path = typer.Option(Path("policies/pretrained/hatch-sdp-sdli"), "--init",
+                              help="checkpoint to fine-tune"),
+    task: str = typer.Option("hatch", "--task", "-t"),
+    envs: int = typer.Option(8, "--envs", min=2),
+    iterations: int = typer.Option(3, "--iterations", min=2),
+) -> None:
+    """Environment steps per second of L-SDPPO fine-tuning (rollout + update): envs
+    in-process, one process per env, and 2 data-parallel ranks, side by side."""
+    from tools.rl_bench import rl_throughput
+
+    with console.status("fine-tuning iterations"):
+        res = rl_throughput(init, task, envs, iterations)
+    base = res["1 worker"]
+    table = Table("run", "env steps/s", "x 1 worker",
+                  title=f"L-SDPPO on {task}, {envs} envs, iterations 2..{iterations}")
+    for name, rate in res.items():
+        table.add_row(name, f"{rate:,.0f}", f"{rate / base:.2f}")
+    console.print(table)
