@@ -143,14 +143,14 @@ def test_power_cut_many_more_trials(fleet, failpoint_counts, tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def big_images(fleet, tmp_path_factory) -> list[Path]:
-    """Three versions of A with 2 MB of extra section each: uploads long enough to kill a
+    """Three versions of A with 3 MB of extra section each: uploads long enough to kill a
     client inside them; flashed in turn, so slot 1 never already holds the next one."""
     rng = np.random.default_rng(5)
     root = tmp_path_factory.mktemp("big")
     out = []
     for i in range(3):
         data = resign(load_image(fleet["A"]), fleet["key"], version=f"0.5.{i}", counter=1,
-                      sections={"ballast.bin": rng.integers(0, 256, 2 << 20, np.uint8).tobytes()})
+                      sections={"ballast.bin": rng.integers(0, 256, 3 << 20, np.uint8).tobytes()})
         out.append(write_image(root / f"big{i}.sfimg", data))
     return out
 
@@ -170,13 +170,14 @@ def test_a_killed_client_resumes_where_the_device_stopped(fleet, device_storage,
             proc = _flash_proc(image, dev.link)
             first = proc.stderr.readline()  # the first progress line: the upload runs
             assert first.startswith("upload "), first + proc.stderr.read()
-            time.sleep(float(rng.uniform(0.0, 0.8)))
+            time.sleep(float(rng.uniform(0.0, 0.6)))
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
             again = _flash_proc(image, dev.link)
             out, err = again.communicate(timeout=120)
             assert again.returncode == 0, err
-            assert "result: running, confirmed" in out, out
+            # a kill that came after the end leaves nothing to do: also fine
+            assert "result: running, confirmed" in out or "already runs it, confirmed" in out, out
             m = re.search(r"resumed at byte (\d+)", out)
             resumed.append(int(m[1]) if m else 0)
             assert _bank_of_slot0(device_storage) == load_image(image)
