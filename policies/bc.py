@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from policies.checkpoint import (
@@ -32,6 +33,7 @@ from policies.checkpoint import (
 )
 from policies.config import PolicyConfig
 from policies.data import BcData
+from policies.dist import Comm
 from policies.normalize import MinMax
 from policies.policy import DiffusionPolicy
 
@@ -102,12 +104,18 @@ def resumable_config(run_dir: Path, task: str, kind: str) -> PolicyConfig | None
 
 def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: TrainConfig,
              run_dir: Path, on_step: StepCallback | None = None,
-             init: Path | None = None) -> TrainResult:
+             init: Path | None = None, comm: Comm | None = None) -> TrainResult:
     """Train (or resume training in ``run_dir``) and checkpoint there.
 
     ``init``: a checkpoint to start from instead of random weights (its config, weights
     and normalisers are taken; the SDLI strength stays at its maximum, no ramp), as the
-    DAgger rounds do; ignored when ``run_dir`` holds a run to resume."""
+    DAgger rounds do; ignored when ``run_dir`` holds a run to resume.
+
+    ``comm`` over several ranks (``torchrun``): each rank draws ``batch_size / world``
+    pairs from its own generator (seeded by the seed, the rank and the iteration it
+    started or resumed at), gradients are averaged over ranks after each backward pass,
+    and rank 0 writes the checkpoints. One rank is exactly the single-process run."""
+    comm = comm or Comm()
     torch.set_num_threads(train_cfg.threads)
     run_dir = Path(run_dir)
     saved_cfg = resumable_config(run_dir, task, policy_cfg.kind)
@@ -133,6 +141,11 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
     if resuming:
         start, losses = load_train_state(run_dir, model, optimizer, gen)
         ema.load_state_dict(load_weights(run_dir))
+    batch = train_cfg.batch_size
+    if comm.world > 1:  # each rank its own stream and its share of the batch
+        gen.manual_seed(int(np.random.SeedSequence([train_cfg.seed, start, comm.rank])
+                            .generate_state(1)[0]))
+        batch = max(1, train_cfg.batch_size // comm.world)
     snn = model.spiking
     ema_pairs = _ema_pairs(ema, model)
     train_dict = asdict(train_cfg)
@@ -140,18 +153,20 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
     for it in range(start, train_cfg.iterations):
         if snn is not None and snn.sdli is not None:
             snn.sdli.set_ramp(it, policy_cfg.sdli_ramp_iters)
-        idx = torch.randint(len(data), (train_cfg.batch_size,), generator=gen)
+        idx = torch.randint(len(data), (batch,), generator=gen)
         loss = model.loss(data.obs[idx], data.actions[idx], generator=gen)
         objective = loss + train_cfg.rate_reg * snn.last_rate if snn is not None else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
+        comm.mean_grads(model.parameters())
         optimizer.step()
         if snn is not None:
             snn.project_thresholds()
         _ema_update(ema_pairs, min(train_cfg.ema_decay, (1 + it) / (10 + it)))
         losses.append(float(loss.detach()))
         done = it + 1
-        if done % train_cfg.checkpoint_every == 0 or done == train_cfg.iterations:
+        if (done % train_cfg.checkpoint_every == 0 or done == train_cfg.iterations) \
+                and comm.main:
             save_run(run_dir, ema, model, optimizer, gen, task, train_dict, done, losses)
         if on_step is not None:
             on_step(done, losses[-1])

@@ -27,6 +27,8 @@ SdliInvert = Annotated[bool, typer.Option("--sdli-invert", help="front-load the 
 Seed = Annotated[int, typer.Option("--seed")]
 Threads = Annotated[int, typer.Option("--threads", min=1)]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1)]
+NProc = Annotated[int, typer.Option("--nproc", min=1,
+                                    help="data-parallel ranks on this machine (runs torchrun)")]
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -73,19 +75,30 @@ def bc(
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
+    nproc: NProc = 1,
 ) -> None:
     """Train a spiking diffusion policy (or its ANN twin); checkpoints go to --out and an
-    interrupted run continues from its last checkpoint when started again."""
+    interrupted run continues from its last checkpoint when started again. --nproc N
+    trains data-parallel on N ranks (torchrun, gloo)."""
     from policies.bc import resumable_config, train_bc
     from policies.data import load_bc_data
+    from policies.dist import Comm
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_torchrun(nproc))
 
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
                          batch_size=batch_size, lr=lr, seed=seed, threads=threads,
                          checkpoint_every=checkpoint_every, rate_reg=rate_reg)
     data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim)
     cfg = resumable_config(out, task, policy) or cfg  # checks before anything is drawn
+    comm = Comm.from_env()
+    if not comm.main:  # rank 0 reports; the others only compute
+        train_bc(task, data, cfg, tcfg, out, comm=comm)
+        return
     console.print(f"{policy} on {task}: {len(data)} samples from {data.episodes} "
-                  f"episodes, hidden {cfg.hidden}, T={cfg.micro_steps} -> {out}")
+                  f"episodes, hidden {cfg.hidden}, T={cfg.micro_steps}, {comm.world} rank(s)"
+                  f" -> {out}")
     with progress_bar() as bar:
         job = bar.add_task(f"train {policy}", total=iterations, status="")
 
@@ -93,7 +106,7 @@ def bc(
             if i % 50 == 0 or i == iterations:
                 bar.update(job, completed=i, status=f"loss {loss:.4f}")
 
-        res = train_bc(task, data, cfg, tcfg, out, on_step=on_step)
+        res = train_bc(task, data, cfg, tcfg, out, on_step=on_step, comm=comm)
     if res.resumed_from:
         console.print(f"resumed from iteration {res.resumed_from}")
     tail = res.losses[-100:]
@@ -197,8 +210,7 @@ def rl(
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1),
     energy: float = typer.Option(0.0, "--energy", min=0.0,
                                  help="weight of the firing-rate penalty (lower energy)"),
-    nproc: int = typer.Option(1, "--nproc", min=1,
-                              help="data-parallel ranks on this machine (runs torchrun)"),
+    nproc: NProc = 1,
     seed: Seed = 0,
     threads: Threads = 1,
 ) -> None:
@@ -254,7 +266,7 @@ def rl(
 def _torchrun(nproc: int) -> int:
     """Run this same command under torchrun with ``nproc`` ranks on this machine (across
     machines, run ``torchrun --nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT -m
-    tools.cli train rl ...`` on each); its exit code."""
+    tools.cli train bc|rl ...`` on each); its exit code."""
     import subprocess
 
     args, skip = [], False

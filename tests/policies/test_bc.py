@@ -214,3 +214,17 @@ def test_takeover_needs_a_scripted_expert(tmp_path: Path) -> None:
     with pytest.raises(EvalError, match="--takeover needs a scripted expert: the task must be "
                                         "one of hatch, .*, got 'tests.fixtures.toy_env"):
         evaluate(policy, "tests.fixtures.toy_env:make_toy", episodes=1, takeover=True)
+
+
+def test_cli_trains_on_two_ranks_and_resumes_on_one(hatch_demos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    common = ["train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "sdp",
+              "--hidden", "32,24", "--batch-size", "16", "--threads", "1",
+              "--checkpoint-every", "10", "-o", str(run)]
+    res = cli(*common, "--iterations", "20", "--nproc", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2 rank(s)" in res.stdout and json.loads((run / "config.json").read_text())[
+        "iteration"] == 20
+    res = cli(*common, "--iterations", "30")
+    assert res.returncode == 0 and "resumed from iteration 20" in res.stdout, res.stdout
+    assert load_policy(run)[1]["iteration"] == 30
