@@ -10,9 +10,13 @@ executed chunk, normalised). Each DDPM reverse step k is a Gaussian action
 with ``c0_k, ck_k, var_k`` the posterior constants of ``policies/diffusion.py`` (var_0 = 0,
 so step 0 has std ``sigma_min``: every fine-tuned step explores, as in DPPO). The first
 K - K' steps run a frozen copy of the denoiser (outside the likelihood); the last K'
-run the trainable one. Log-likelihoods use the floor ``sigma_lp_min`` instead:
+run the trainable one. Log-likelihoods use the floor ``sigma_lp_min`` instead and, as
+DPPO's code does, average over the A elements of the chunk the per-element log-densities,
+each clamped to [-5, 2] (a ratio is then a per-element ratio, which the small clip
+coefficients below are meant for):
 
-    log pi_j = log N(x_{k_j - 1}; mu_theta(x_{k_j}, k_j, s), max(sqrt(var_kj), sigma_lp_min)^2 I)
+    l_j,a = clamp(log N(x_{k_j - 1, a}; mu_theta(x_{k_j}, k_j, s)_a, sigma'_kj^2), -5, 2)
+    log pi_j = (1/A) sum_a l_j,a,      sigma'_k = max(sqrt(var_k), sigma_lp_min)
 
 **PPO per denoising step** j = 0 (noisiest fine-tuned) .. K' - 1 (last), advantage A of
 the chunk step:
@@ -47,6 +51,7 @@ from policies.diffusion import Schedule
 from policies.dist import Comm
 
 LOG_2PI = math.log(2 * math.pi)
+LOGP_MIN, LOGP_MAX = -5.0, 2.0  # per-element log-density clamp (DPPO's code)
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,9 @@ def sample_chain(frozen: nn.Module, actor: nn.Module, consts: StepConstants, s: 
 def chain_log_prob(actor: nn.Module, consts: StepConstants, s: torch.Tensor,
                    chain: torch.Tensor, cfg: DppoConfig,
                    rates: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """log pi_j of each fine-tuned step, (B, K'), j = 0 noisiest; differentiable.
-    ``rates``: if given, the spiking actor's mean firing rate of each step is appended."""
+    """log pi_j of each fine-tuned step, (B, K'), j = 0 noisiest (per-element mean of the
+    clamped log-densities, see the module docstring); differentiable. ``rates``: if
+    given, the spiking actor's mean firing rate of each step is appended."""
     out = []
     for j in range(cfg.ft_steps):
         k = cfg.ft_steps - 1 - j
@@ -145,7 +151,8 @@ def chain_log_prob(actor: nn.Module, consts: StepConstants, s: torch.Tensor,
             rates.append(actor.last_rate)
         std = _std(consts, k, cfg.sigma_lp_min)
         z = (chain[:, j + 1] - mu) / std
-        out.append((-0.5 * z.pow(2) - math.log(std) - 0.5 * LOG_2PI).sum(-1))
+        out.append((-0.5 * z.pow(2) - math.log(std) - 0.5 * LOG_2PI)
+                   .clamp(LOGP_MIN, LOGP_MAX).mean(-1))
     return torch.stack(out, 1)
 
 
