@@ -4,9 +4,13 @@ starting from a behaviour-cloned checkpoint, resumable, written as an ordinary c
 One iteration: every one of ``envs`` environments runs one episode (seeded from the run's
 seed, the iteration and the env index), a chunk decision at a time, all decisions of a
 step batched through the policy; each env's transitions after its episode ended are
-masked out. Rewards of a chunk's actions are summed, scaled by the running return std,
-and an episode's end (success or time limit) stops bootstrapping. Then GAE, and PPO
-epochs on the valid transitions (critic only during the first ``critic_warmup``
+masked out. The reward of a chunk is 1 if the episode succeeded in it and 0 otherwise
+(``reward="success"``, the default), or its actions' shaped rewards summed
+(``"shaped"``: beware, a shaped reward paid every step makes it pay to put success
+off, since success ends the episode: on cap, 25 iterations raised the shaped return
+from 68 to 114 and took held-out success from 86% to 0%). Rewards are scaled by the
+running return std, and an episode's end (success or time limit) stops bootstrapping.
+Then GAE, and PPO epochs on the valid transitions (critic only during the first ``critic_warmup``
 iterations). The SDLI gate runs at its full strength throughout, in sampling, in the
 log-prob recomputation and in evaluation.
 
@@ -64,6 +68,7 @@ class RlConfig:
     seed: int = 0
     threads: int = 1
     init: str = ""  # the checkpoint fine-tuning starts from (the frozen early steps)
+    reward: str = "success"  # "success": 1 on the chunk that succeeds; "shaped": env's sum
     dppo: DppoConfig = field(default_factory=DppoConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +141,8 @@ class Trainer:
 
     def __init__(self, task: str, cfg: RlConfig, run_dir: Path, comm: Comm | None = None
                  ) -> None:
+        if cfg.reward not in ("success", "shaped"):
+            raise ValueError(f"reward must be 'success' or 'shaped', got {cfg.reward!r}")
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
@@ -217,11 +224,13 @@ class Trainer:
                 v = self.critic(s)
                 x = chain[:, -1].clamp(-1, 1).view(n, pcfg.chunk, pcfg.act_dim)
                 act = self.policy.act_norm.inverse(x).numpy().astype(np.float64)
-            obs, r, term, trunc, info = venv.step(act)
+            obs, shaped, term, trunc, info = venv.step(act)
             done = term | trunc
             steps += int(np.sum(_info(info, "steps", done, 0)[live]))
+            won = _info(info, "success", done, False) & done
+            r = won.astype(np.float64) if self.cfg.reward == "success" else shaped
             returns[live] += r[live]
-            wins[live & done] = _info(info, "success", done, False)[live & done]
+            wins[live & done] = won[live & done]
             rr = self.scaler(torch.as_tensor(r), torch.as_tensor(done), torch.as_tensor(live))
             for key, val in (("s", s), ("chain", chain), ("logp", logp), ("v", v),
                              ("r", rr.float()), ("done", torch.as_tensor(done).float()),

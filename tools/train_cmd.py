@@ -210,6 +210,8 @@ def rl(
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1),
     energy: float = typer.Option(0.0, "--energy", min=0.0,
                                  help="weight of the firing-rate penalty (lower energy)"),
+    reward: str = typer.Option("success", "--reward",
+                               help="success (1 on the chunk that succeeds) | shaped"),
     nproc: NProc = 1,
     seed: Seed = 0,
     threads: Threads = 1,
@@ -226,6 +228,8 @@ def rl(
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_torchrun(nproc))
+    if reward not in ("success", "shaped"):
+        raise SpikeflightError(f"--reward must be success or shaped, got {reward!r}")
     _, saved = read_config(init)
     task = task or saved["task"]
     steps = int(saved["policy"].get("diffusion_steps", 20))
@@ -234,7 +238,7 @@ def rl(
     cfg = RlConfig(iterations=iterations, envs=envs, asynchronous=not sync, epochs=epochs,
                    actor_lr=actor_lr, critic_lr=critic_lr, critic_warmup=critic_warmup,
                    eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
-                   threads=threads, init=str(init),
+                   threads=threads, init=str(init), reward=reward,
                    dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy))
     comm = Comm.from_env()
     if envs < comm.world:

@@ -50,6 +50,8 @@ def test_fine_tuning_writes_an_ordinary_checkpoint(toy_run: Path, tmp_path: Path
     assert all(h["env_steps"] > 0 and h["episodes"] == 3 for h in history)
     assert history[-1]["eval_success"] is not None and len(history[0]["firing_rates"]) == 2
     assert history[0]["update"]["pg_loss"] == 0.0  # critic warm-up
+    # the default reward is 1 on the chunk that succeeds: returns count successes
+    assert all(h["mean_return"] == h["successes"] / 3 for h in history)
     assert history[1]["update"]["approx_kl"] > 0.0
     policy, saved = load_policy(tmp_path / "rl")
     assert saved["task"] == TOY and saved["iteration"] == 3
