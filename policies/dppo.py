@@ -115,16 +115,23 @@ def _std(consts: StepConstants, k: int, floor: float) -> float:
     return max(float(consts.std[k]), floor)
 
 
+def _log_density(x_next: torch.Tensor, mu: torch.Tensor, std: float) -> torch.Tensor:
+    """Per-element Gaussian log-density, clamped, averaged over the chunk: (B,)."""
+    z = (x_next - mu) / std
+    return (-0.5 * z.pow(2) - math.log(std) - 0.5 * LOG_2PI).clamp(LOGP_MIN, LOGP_MAX).mean(-1)
+
+
 @torch.no_grad()
 def sample_chain(frozen: nn.Module, actor: nn.Module, consts: StepConstants, s: torch.Tensor,
                  size: int, cfg: DppoConfig, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The fine-tuned part of a chain for states ``s`` (B, obs_dim): (B, K' + 1, size),
-    entry 0 the input of the first fine-tuned step and entry K' the sampled x_{-1}. The
-    executed chunk is ``chain[:, -1].clamp(-1, 1)``."""
+    entry 0 the input of the first fine-tuned step and entry K' the sampled x_{-1}, and
+    its log pi_j (B, K') from the same forward passes (what ``chain_log_prob`` gives for
+    it). The executed chunk is ``chain[:, -1].clamp(-1, 1)``."""
     steps = len(consts.std)
     x = torch.randn((s.shape[0], size), generator=generator, dtype=s.dtype)
-    chain = []
+    chain, logp = [], []
     for k in range(steps - 1, -1, -1):
         tuned = k < cfg.ft_steps
         if k == cfg.ft_steps - 1:
@@ -134,7 +141,8 @@ def sample_chain(frozen: nn.Module, actor: nn.Module, consts: StepConstants, s: 
         x = mu + _std(consts, k, cfg.sigma_min) * noise
         if tuned:
             chain.append(x)
-    return torch.stack(chain, 1)
+            logp.append(_log_density(x, mu, _std(consts, k, cfg.sigma_lp_min)))
+    return torch.stack(chain, 1), torch.stack(logp, 1)
 
 
 def chain_log_prob(actor: nn.Module, consts: StepConstants, s: torch.Tensor,
@@ -149,10 +157,7 @@ def chain_log_prob(actor: nn.Module, consts: StepConstants, s: torch.Tensor,
         mu = step_mean(actor, consts, chain[:, j], k, s)
         if rates is not None and hasattr(actor, "last_rate"):
             rates.append(actor.last_rate)
-        std = _std(consts, k, cfg.sigma_lp_min)
-        z = (chain[:, j + 1] - mu) / std
-        out.append((-0.5 * z.pow(2) - math.log(std) - 0.5 * LOG_2PI)
-                   .clamp(LOGP_MIN, LOGP_MAX).mean(-1))
+        out.append(_log_density(chain[:, j + 1], mu, _std(consts, k, cfg.sigma_lp_min)))
     return torch.stack(out, 1)
 
 

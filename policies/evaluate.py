@@ -53,6 +53,15 @@ class EvalResult:
         return wilson_interval(self.successes, self.episodes)
 
 
+def check_obs_dim(policy: DiffusionPolicy, task: str, space: gym.spaces.Space) -> None:
+    """``EvalError`` unless ``task``'s observations (``space``) fit the policy."""
+    obs_dim = int(np.prod(space.shape))
+    if obs_dim != policy.cfg.obs_dim:
+        raise EvalError(f"the policy takes {policy.cfg.obs_dim} observation values, task "
+                        f"{task!r} gives {obs_dim} (trained for another task, or on an older "
+                        "observation layout: retrain it)")
+
+
 def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVAL_SEED0,
              batch: int = 25, ddim_steps: int | None = None, execute: int | None = None,
              on_episode: Callable[[int, int], None] | None = None,
@@ -78,11 +87,7 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
     gen = torch.Generator().manual_seed(seed0)
     pick = np.random.default_rng(seed0)
     envs = [make_env(task) for _ in range(min(batch, episodes))]
-    obs_dim = int(np.prod(envs[0].observation_space.shape))
-    if obs_dim != policy.cfg.obs_dim:
-        raise EvalError(f"the policy takes {policy.cfg.obs_dim} observation values, task "
-                        f"{task!r} gives {obs_dim} (trained for another task, or on an older "
-                        "observation layout: retrain it)")
+    check_obs_dim(policy, task, envs[0].observation_space)
     monitors = [EpisodeMonitor(e.unwrapped, make_expert(task, e)) for e in envs] if cabin else []
     res = EvalResult(task=task, episodes=episodes, successes=0, lengths=[], chunks=0,
                      failures=dict.fromkeys(CATEGORIES, 0) if cabin else {})

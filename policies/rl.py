@@ -43,12 +43,11 @@ from policies.dppo import (
     DppoConfig,
     RewardScaler,
     StepConstants,
-    chain_log_prob,
     gae,
     sample_chain,
     update,
 )
-from policies.evaluate import EVAL_SEED0, evaluate
+from policies.evaluate import EVAL_SEED0, check_obs_dim, evaluate
 
 RL_STATE = "rl_state.pt"
 
@@ -217,10 +216,9 @@ class Trainer:
             snn.record = True
         while self.comm.max(int(live.any())):  # every rank steps as long as any has to
             s = self._norm(obs)
-            chain = sample_chain(self.frozen, self.actor, self.consts, s, pcfg.action_size,
-                                 self.cfg.dppo, self.gen)
+            chain, logp = sample_chain(self.frozen, self.actor, self.consts, s,
+                                       pcfg.action_size, self.cfg.dppo, self.gen)
             with torch.no_grad():
-                logp = chain_log_prob(self.actor, self.consts, s, chain, self.cfg.dppo)
                 v = self.critic(s)
                 x = chain[:, -1].clamp(-1, 1).view(n, pcfg.chunk, pcfg.act_dim)
                 act = self.policy.act_norm.inverse(x).numpy().astype(np.float64)
@@ -283,6 +281,7 @@ def train_rl(task: str, cfg: RlConfig, run_dir: Path,
     trainer = Trainer(task, cfg, run_dir, comm)
     venv = make_vector_env(task, len(trainer.envs), trainer.policy.cfg.chunk, cfg.asynchronous)
     try:
+        check_obs_dim(trainer.policy, task, venv.single_observation_space)
         for it in range(trainer.start, cfg.iterations):
             stats = trainer.run(venv, it)
             if on_iteration is not None:

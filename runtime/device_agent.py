@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cbor2 import CBORDecodeError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from smp import header as smphdr
@@ -139,7 +140,7 @@ class DeviceAgent:
                 img = self.check(data, st)
                 digest = img.digest
                 failpoint("selftest")
-                policy = unpack(img)
+                policy = self._unpack(img)
                 res = run_selftest(policy, self.backend,
                                    on_vector=lambda _i: failpoint("selftest"))
                 failpoint("selftest")
@@ -165,6 +166,16 @@ class DeviceAgent:
                                 "reason": failed}
             self.storage.log("boot", **self.boot_report)
             return self.boot_report
+
+    @staticmethod
+    def _unpack(img: Image) -> FlightPolicy:
+        """``unpack``, a signed image that lacks what flight needs being a refusal (an
+        imgtool-signed payload need not come from our compiler)."""
+        try:
+            return unpack(img)
+        except (KeyError, ImageError, ValueError) as exc:
+            raise Refusal(f"image refused: not a flyable policy ({type(exc).__name__}: "
+                          f"{exc})") from None
 
     def _swap(self, st: BootState) -> None:
         data = self.storage.read_bank(st.secondary)
@@ -204,6 +215,8 @@ class DeviceAgent:
     # --- SMP -----------------------------------------------------------------------------
     def handle(self, frame: bytes) -> tuple[bytes, Callable[[], None] | None]:
         """One SMP request frame -> (response frame, what to do after sending it)."""
+        if len(frame) < smphdr.Header.SIZE:
+            raise Refusal(f"not an SMP frame: {len(frame)} bytes, shorter than a header")
         try:
             header = smphdr.Header.loads(frame[:smphdr.Header.SIZE])
         except (ValueError, TypeError) as exc:
@@ -222,10 +235,15 @@ class DeviceAgent:
             self.storage.log("refused", reason=exc.reason)
             return smp_group.error_frame(header, err, exc.rc, exc.reason), None
         except ValidationError as exc:
-            reason = f"malformed request: {exc.errors()[0]['msg']}"
-            self.storage.log("refused", reason=reason)
-            return smp_group.error_frame(header, err, MGMT_ERR.EINVAL, reason), None
+            return self._malformed(header, err, exc.errors()[0]["msg"]), None
+        except (CBORDecodeError, TypeError) as exc:  # a body that is not a CBOR map
+            return self._malformed(header, err, str(exc)), None
         return bytes(response), after
+
+    def _malformed(self, header: smphdr.Header, err: type, why: str) -> bytes:
+        reason = f"malformed request: {why}"
+        self.storage.log("refused", reason=reason)
+        return smp_group.error_frame(header, err, MGMT_ERR.EINVAL, reason)
 
     def _echo(self, frame: bytes):
         req = smpos.EchoWriteRequest.loads(frame)
@@ -353,14 +371,14 @@ class DeviceAgent:
             self.storage.sync(bank, end)
         if end < rec.length:
             return smpimg.ImageUploadWriteResponse(sequence=seq, off=end), None
-        match = hashlib.sha256(self.storage.read_bank(bank)).hexdigest() == rec.sha256 \
-            if rec.sha256 else None
+        data = self.storage.read_bank(bank)
+        match = hashlib.sha256(data).hexdigest() == rec.sha256 if rec.sha256 else None
         self.storage.log("upload complete", length=rec.length, match=match)
         try:
             if match is False:
                 raise Refusal("uploaded bytes do not match the SHA-256 given with the first "
                               "chunk", MGMT_ERR.ECORRUPT)
-            self.check(self.storage.read_bank(bank), st)  # refusals reach the client now
+            self.check(data, st)  # refusals reach the client now
         except Refusal:
             self.storage.erase(bank)  # slot 1 never keeps an image the device refused
             self.upload_offset = 0

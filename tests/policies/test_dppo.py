@@ -59,10 +59,11 @@ def test_chain_log_prob_is_the_mean_clamped_gaussian_density_of_each_step(tmp_pa
     cfg = DppoConfig(ft_steps=4, sigma_min=0.1, sigma_lp_min=0.2)
     consts = StepConstants.of(policy.schedule)
     s = torch.rand(5, OBS, generator=torch.Generator().manual_seed(1))
-    chain = sample_chain(policy.denoiser, policy.denoiser, consts, s, policy.cfg.action_size,
-                         cfg, torch.Generator().manual_seed(2))
+    chain, sampled = sample_chain(policy.denoiser, policy.denoiser, consts, s,
+                                  policy.cfg.action_size, cfg, torch.Generator().manual_seed(2))
     assert chain.shape == (5, 5, policy.cfg.action_size)
     logp = chain_log_prob(policy.denoiser, consts, s, chain, cfg)
+    assert torch.allclose(sampled, logp.detach(), atol=1e-6)  # sampling's own log-probs
     for j in range(4):
         k = 3 - j
         with torch.no_grad():
@@ -73,8 +74,8 @@ def test_chain_log_prob_is_the_mean_clamped_gaussian_density_of_each_step(tmp_pa
             / (1 - float(policy.schedule.alpha_bars[k]))), 0.2)
         ref = Normal(mean, std).log_prob(chain[:, j + 1]).clamp(-5, 2).mean(-1)
         assert torch.allclose(logp[:, j].detach(), ref, atol=1e-4), j
-    again = sample_chain(policy.denoiser, policy.denoiser, consts, s, policy.cfg.action_size,
-                         cfg, torch.Generator().manual_seed(2))
+    again, _ = sample_chain(policy.denoiser, policy.denoiser, consts, s,
+                            policy.cfg.action_size, cfg, torch.Generator().manual_seed(2))
     assert torch.equal(chain, again)  # seeded: the same chain
 
 
@@ -135,10 +136,9 @@ def test_a_short_fine_tuning_run_raises_the_return_of_an_easy_task(tmp_path) -> 
 
     def rollout(n: int) -> tuple[dict[str, torch.Tensor], float]:
         s = torch.rand(n, OBS, generator=g) * 2 - 1
-        chain = sample_chain(frozen, actor, consts, s, policy.cfg.action_size, cfg, g)
+        chain, logp = sample_chain(frozen, actor, consts, s, policy.cfg.action_size, cfg, g)
         reward = -(chain[:, -1].clamp(-1, 1) - 0.5).pow(2).mean(-1)
         with torch.no_grad():
-            logp = chain_log_prob(actor, consts, s, chain, cfg)
             adv = reward - critic(s)
         return {"s": s, "chain": chain, "logp": logp, "adv": adv, "ret": reward}, \
             float(reward.mean())

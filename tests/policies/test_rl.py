@@ -91,6 +91,12 @@ def test_cli_fine_tunes_and_refuses_bad_input_in_one_line(toy_run: Path, tmp_pat
                           "--ft-steps", "50"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.startswith("error: --ft-steps 50: the policy has")
     assert not (tmp_path / "x").exists()
+    res = subprocess.run([exe, "train", "rl", "--init", str(toy_run), "-o", str(tmp_path / "y"),
+                          "--task", "hatch", "--sync", "--envs", "1"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2 and "error: the policy takes 3 observation values, task " \
+        "'hatch' gives" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "y").exists()
 
 
 def test_the_energy_penalty_lowers_firing_rates(toy_run: Path, tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from policies.dppo import (
     Critic,
     DppoConfig,
     StepConstants,
-    chain_log_prob,
     sample_chain,
     update,
 )
@@ -36,9 +35,8 @@ def _setup(run: Path):
     consts = StepConstants.of(policy.schedule)
     g = torch.Generator().manual_seed(1)
     s = torch.rand(40, 3, generator=g) * 2 - 1
-    chain = sample_chain(copy.deepcopy(actor), actor, consts, s, policy.cfg.action_size, CFG, g)
-    with torch.no_grad():
-        logp = chain_log_prob(actor, consts, s, chain, CFG)
+    chain, logp = sample_chain(copy.deepcopy(actor), actor, consts, s, policy.cfg.action_size,
+                               CFG, g)
     batch = {"s": s, "chain": chain, "logp": logp, "adv": torch.randn(40, generator=g),
              "ret": torch.randn(40, generator=g)}
     return actor, critic, consts, batch

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import socket
 from pathlib import Path
 
@@ -179,3 +180,31 @@ def test_garbage_on_the_link_is_dropped_logged_and_the_next_frame_served(fleet,
     assert any("not SMP dropped" in g for g in garbage)
     assert sum("bad SMP packet dropped" in g for g in garbage) == 2
     assert any("shorter than an SMP header" in g for g in garbage)
+
+
+def test_malformed_frames_with_a_good_crc_are_refused_not_fatal(fleet, device_storage) -> None:
+    """Frames that pass the serial CRC but are no SMP request: too short for a header, a
+    body that is not CBOR, a CBOR body that is not a map. Each is answered or dropped with
+    a reason, and the agent keeps serving."""
+    def frame(op: int, group: int, cmd: int, body: bytes) -> bytes:
+        return bytes([op, 0]) + len(body).to_bytes(2, "big") + group.to_bytes(2, "big") + \
+            bytes([0, cmd]) + body
+    with Agent(device_storage, fleet["pub"], "cpu-fixed", "serial:pty") as dev:
+        fd = os.open(dev.link.split(":", 1)[1], os.O_RDWR | os.O_NOCTTY)
+        try:
+            for bad in (b"\x00\x01", frame(2, 1, 1, b"\xff\xfe"), frame(2, 1, 1, b"\x80")):
+                os.write(fd, b"".join(smppacket.encode(bad)))
+            # read the error answers off the link until it has been quiet for 1 s
+            while select.select([fd], [], [], 1.0)[0]:
+                os.read(fd, 4096)
+        finally:
+            os.close(fd)
+
+        async def echo():
+            async with _client(dev.link) as client:
+                return (await client.request(EchoWrite(d="still here"))).r
+        assert asyncio.run(echo()) == "still here" and dev.alive()
+    reasons = [e["reason"] for e in _events(device_storage) if e["event"] in ("garbage",
+                                                                             "refused")]
+    assert any("shorter than a header" in r for r in reasons)
+    assert sum(r.startswith("malformed request: ") for r in reasons) == 2
