@@ -1,12 +1,13 @@
 """Behaviour cloning of a diffusion policy: epsilon-MSE, AdamW, EMA, resumable.
 
-One iteration draws ``batch_size`` (obs, action chunk) pairs uniformly from the windows
-of the successful demonstrations, a denoising step k ~ U{0..K-1} and eps ~ N(0, I) per
-pair, and takes an AdamW step on ``|| eps_hat(x_k, k, s) - eps ||^2`` (plus, for spiking
-policies, ``rate_reg`` times the mean firing rate: activity regularisation for energy).
-After each step the spiking thresholds are projected above ``THRESHOLD_FLOOR``, the SDLI
-strength follows its ramp, and the EMA copy is updated with decay
-``min(ema_decay, (1 + i) / (10 + i))``.
+One iteration draws ``batch_size`` (obs, action chunk) pairs from the windows of the
+successful demonstrations (uniformly, or phase-balanced: ``BcData.sample_weights``), a
+denoising step k ~ U{0..K-1} and eps ~ N(0, I) per pair, and takes an AdamW step at the
+scheduled learning rate (``learning_rate``) on ``|| eps_hat(x_k, k, s) - eps ||^2`` (plus,
+for spiking policies, ``rate_reg`` times the mean firing rate: activity regularisation
+for energy). After each step the spiking thresholds are projected above
+``THRESHOLD_FLOOR``, the SDLI strength follows its ramp, and the EMA copy is updated with
+decay ``min(ema_decay, (1 + i) / (10 + i))``.
 
 Everything random draws from one seeded ``torch.Generator`` whose state is checkpointed,
 and torch runs a fixed number of threads: a run is deterministic given its seed and
@@ -16,6 +17,7 @@ thread count, and a resumed run continues exactly as the uninterrupted one would
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -52,6 +54,26 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     rate_reg: float = 0.3
+    lr_schedule: str = "constant"  # constant | cosine
+    warmup: int = 500
+    phase_balance: float = 0.0  # 0: uniform windows; 1: every expert phase equally often
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(cfg: TrainConfig, it: int) -> float:
+    """Learning rate of iteration ``it`` (0-based): ``lr`` throughout for ``constant``;
+    for ``cosine`` (Diffusion Policy's schedule) a linear warm-up over ``warmup``
+    iterations, then ``lr * (1 + cos(pi * it / iterations)) / 2``, which reaches 0 at the
+    last iteration. A function of the iteration alone, so a resumed run follows it too."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule != "cosine":
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                         f"got {cfg.lr_schedule!r}")
+    warm = min(1.0, (it + 1) / max(cfg.warmup, 1))
+    return cfg.lr * warm * 0.5 * (1.0 + math.cos(math.pi * it / cfg.iterations))
 
 
 @dataclass
@@ -147,13 +169,17 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
                             .generate_state(1)[0]))
         batch = max(1, train_cfg.batch_size // comm.world)
     snn = model.spiking
+    weights = data.sample_weights(train_cfg.phase_balance)
     ema_pairs = _ema_pairs(ema, model)
     train_dict = asdict(train_cfg)
     model.train()
     for it in range(start, train_cfg.iterations):
         if snn is not None and snn.sdli is not None:
             snn.sdli.set_ramp(it, policy_cfg.sdli_ramp_iters)
-        idx = torch.randint(len(data), (batch,), generator=gen)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(train_cfg, it)
+        idx = torch.randint(len(data), (batch,), generator=gen) if weights is None \
+            else torch.multinomial(weights, batch, replacement=True, generator=gen)
         loss = model.loss(data.obs[idx], data.actions[idx], generator=gen)
         objective = loss + train_cfg.rate_reg * snn.last_rate if snn is not None else loss
         optimizer.zero_grad(set_to_none=True)

@@ -105,8 +105,8 @@ def relabelled_rollouts(policy: DiffusionPolicy, task: str, seeds: list[int], be
     try:
         for first in range(0, len(seeds), len(envs)):
             group = list(range(min(len(envs), len(seeds) - first)))
-            rec: list[dict[str, list]] = [{k: [] for k in ("obs", "label", "exe", "rew",
-                                                           "done", "state")} for _ in group]
+            keys = ("obs", "label", "exe", "rew", "done", "state", "phase")
+            rec: list[dict[str, list]] = [{k: [] for k in keys} for _ in group]
             obs = [envs[i].reset(seed=seeds[first + i])[0] for i in group]
             won = [False] * len(group)
             ended = [False] * len(group)
@@ -121,6 +121,7 @@ def relabelled_rollouts(policy: DiffusionPolicy, task: str, seeds: list[int], be
                     data = env.unwrapped.data
                     for j in range(chunk):
                         label = np.asarray(expert.act(obs[i]), np.float64)
+                        r["phase"].append(expert.phase)
                         action = plans[i][j] if i in plans else label
                         r["state"].append(np.concatenate([data.qpos, data.qvel]))
                         r["obs"].append(obs[i])
@@ -139,6 +140,7 @@ def relabelled_rollouts(policy: DiffusionPolicy, task: str, seeds: list[int], be
                              rewards=np.asarray(r["rew"]), dones=np.asarray(r["done"]),
                              seed=seeds[first + i], success=won[i],
                              states=np.asarray(r["state"]), executed_actions=np.asarray(r["exe"]),
+                             phases=np.asarray(r["phase"]),
                              provenance=dict(provenance))
                 out.append(ep)
                 if on_episode is not None:

@@ -4,7 +4,8 @@ For every step ``t`` of a successful demonstration, and of every DAgger episode 
 actions are expert labels of the states the learner visited, so they teach even where
 the learner failed): ``obs[t]`` and ``actions[t : t + chunk]``; chunks running past the
 end repeat the last action (the expert's final command), as Diffusion Policy pads its
-sequences.
+sequences. ``phases[t]`` is the labelling expert's task phase there (-1 where the file
+does not record it), which phase-balanced sampling uses.
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ class BcData:
     obs: torch.Tensor  # (N, obs_dim) float32
     actions: torch.Tensor  # (N, chunk, act_dim) float32
     episodes: int
+    phases: torch.Tensor | None = None  # (N,) int64, -1 where unknown
+
+    def sample_weights(self, balance: float) -> torch.Tensor | None:
+        """Per-sample probabilities with each sample's weight ``n_p ** -balance``, where
+        ``n_p`` counts the samples of its expert phase: 0 is uniform (``None``), 1 gives
+        every phase the same share of the batches, so the short catch and grasp phases
+        are not drowned by the long transport phases. Samples of unknown phase count as
+        one phase of their own."""
+        if balance == 0 or self.phases is None:
+            return None
+        _, inverse, counts = torch.unique(self.phases, return_inverse=True,
+                                          return_counts=True)
+        w = counts.double().pow(-balance)[inverse]
+        return w / w.sum()
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
@@ -39,7 +54,7 @@ def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int) -> Bc
     good = [ep for ep in episodes if ep.success or ep.relabelled]
     if not good:
         raise DemoDataError(f"{path}: none of its {len(episodes)} episodes is successful")
-    obs_l, act_l = [], []
+    obs_l, act_l, phase_l = [], [], []
     for i, ep in enumerate(good):
         obs = np.concatenate([v.reshape(ep.length, -1) for v in ep.obs.values()], axis=1)
         if obs.shape[1] != obs_dim:
@@ -57,6 +72,8 @@ def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int) -> Bc
         idx = np.arange(ep.length)[:, None] + np.arange(chunk)[None, :]
         obs_l.append(obs)
         act_l.append(pad[idx])
+        phase_l.append(ep.phases if ep.phases is not None else np.full(ep.length, -1))
     return BcData(obs=torch.as_tensor(np.concatenate(obs_l), dtype=torch.float32),
                   actions=torch.as_tensor(np.concatenate(act_l), dtype=torch.float32),
-                  episodes=len(good))
+                  episodes=len(good),
+                  phases=torch.as_tensor(np.concatenate(phase_l), dtype=torch.int64))

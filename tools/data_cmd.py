@@ -35,7 +35,7 @@ def collect(
 
     roll = Rollout(task, expert, noise=noise, noise_hold=1 if noise_per_step else NOISE_HOLD)
     successes = 0
-    args = env_args_for(task, roll.env, roll.source, noise, roll.noise_hold)
+    args = env_args_for(task, roll.env, roll.source, noise, roll.noise_hold, roll.phases)
     with DemoWriter(out, args) as writer, progress_bar() as bar:
         job = bar.add_task(f"collect {task}", total=episodes, status="")
         for i in range(episodes):

@@ -1,4 +1,4 @@
-"""Progress bars for long jobs (rich), quiet when stderr is not a terminal unless forced."""
+"""Progress for long jobs: rich bars on a terminal, plain lines in a log or CI."""
 
 from __future__ import annotations
 
@@ -19,11 +19,47 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+class LoggedProgress(Progress):
+    """A rich ``Progress`` that, off a terminal (a log, CI), draws nothing and instead
+    prints one plain line per task at every tenth of its total:
+    ``DESCRIPTION NN% DONE/TOTAL STATUS (elapsed S s)``."""
+
+    def __init__(self, *columns, **kwargs) -> None:
+        self.plain = not kwargs["console"].is_terminal
+        super().__init__(*columns, disable=self.plain, **kwargs)
+        self._tenths: dict[TaskID, int] = {}
+
+    def update(self, task_id: TaskID, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        if self.plain:
+            self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        if self.plain:
+            self._log(task_id)
+
+    def _log(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        if not task.total:
+            return
+        tenth = int(task.completed * 10 // task.total)
+        if tenth <= self._tenths.get(task_id, 0) or task.completed <= 0:
+            return
+        self._tenths[task_id] = tenth
+        status = task.fields.get("status", "")
+        print(f"{task.description} {int(task.completed * 100 // task.total)}% "
+              f"{task.completed:g}/{task.total:g} {status} (elapsed {task.elapsed or 0:.0f} s)",
+              file=self.console.file, flush=True)
+
+
 def progress_bar() -> Progress:
-    """A bar with count, elapsed and remaining time, drawn on stderr."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err_console, transient=False)
+    """A bar with count, elapsed and remaining time on stderr (plain lines off a
+    terminal)."""
+    return LoggedProgress(TextColumn("[bold]{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+                          transient=False)
 
 
 def episode_counter(bar: Progress, job: TaskID):

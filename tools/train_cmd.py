@@ -27,6 +27,11 @@ SdliInvert = Annotated[bool, typer.Option("--sdli-invert", help="front-load the 
 Seed = Annotated[int, typer.Option("--seed")]
 Threads = Annotated[int, typer.Option("--threads", min=1)]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1)]
+LrSchedule = Annotated[str, typer.Option("--lr-schedule",
+                                         help="constant | cosine (500 warm-up iterations)")]
+PhaseBalance = Annotated[float, typer.Option(
+    "--phase-balance", min=0.0, max=1.0,
+    help="sample windows by expert phase: 0 uniform, 1 every phase equally often")]
 NProc = Annotated[int, typer.Option("--nproc", min=1,
                                     help="data-parallel ranks on this machine (runs torchrun)")]
 
@@ -45,11 +50,14 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
              iterations: int, **train: Any) -> tuple[Any, Any]:
     """(PolicyConfig, TrainConfig) from the command-line options; checks them first."""
     from hardware.sim.registry import make_env
-    from policies.bc import TrainConfig
+    from policies.bc import LR_SCHEDULES, TrainConfig
     from policies.config import KINDS, PolicyConfig
 
     if policy not in KINDS:
         raise SpikeflightError(f"--policy must be one of {', '.join(KINDS)}, got {policy!r}")
+    if train.get("lr_schedule", "constant") not in LR_SCHEDULES:
+        raise SpikeflightError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                               f"got {train['lr_schedule']!r}")
     env = make_env(task)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
@@ -72,6 +80,8 @@ def bc(
     micro_steps: MicroSteps = 4,
     rate_reg: RateReg = 0.3,
     sdli_invert: SdliInvert = False,
+    lr_schedule: LrSchedule = "constant",
+    phase_balance: PhaseBalance = 0.0,
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -89,7 +99,8 @@ def bc(
 
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
                          batch_size=batch_size, lr=lr, seed=seed, threads=threads,
-                         checkpoint_every=checkpoint_every, rate_reg=rate_reg)
+                         checkpoint_every=checkpoint_every, rate_reg=rate_reg,
+                         lr_schedule=lr_schedule, phase_balance=phase_balance)
     data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim)
     cfg = resumable_config(out, task, policy) or cfg  # checks before anything is drawn
     comm = Comm.from_env()

@@ -25,8 +25,9 @@ def obs_splitter(env: gym.Env) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
 
 
 def env_args_for(task: str, env: gym.Env, source: str, noise: float = 0.0,
-                 noise_hold: int = 1) -> dict[str, Any]:
-    """The ``env_args`` metadata stored with demonstrations of ``task``."""
+                 noise_hold: int = 1, phases: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``env_args`` metadata stored with demonstrations of ``task`` (``phases``: the
+    labelling expert's phase names, which the episodes' ``phases`` index)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -51,6 +52,7 @@ def env_args_for(task: str, env: gym.Env, source: str, noise: float = 0.0,
         "source": source,
         "action_noise_std": noise,
         "action_noise_hold": noise_hold,
+        "expert_phases": list(phases),
         "spikeflight_version": sf_version,
     }
 
@@ -98,10 +100,11 @@ class Rollout:
         rng = np.random.default_rng([seed, 0x5F1])  # noise stream of this episode
         low, high = env.action_space.low, env.action_space.high
         data = getattr(env.unwrapped, "data", None)
-        obs_l, act_l, exe_l, rew_l, done_l, state_l = [], [], [], [], [], []
+        obs_l, act_l, exe_l, rew_l, done_l, state_l, phase_l = [], [], [], [], [], [], []
         success = bool(info.get("success", False))
         while True:
             action = np.asarray(self.expert.act(obs), np.float64)
+            phase_l.append(getattr(self.expert, "phase", -1))
             if data is not None:
                 state_l.append(np.concatenate([data.qpos, data.qvel]))
             obs_l.append(obs)
@@ -124,7 +127,13 @@ class Rollout:
                        rewards=np.asarray(rew_l), dones=np.asarray(done_l), seed=seed,
                        success=success, states=np.asarray(state_l) if state_l else None,
                        executed_actions=np.asarray(exe_l) if self.noise > 0 else None,
+                       phases=np.asarray(phase_l) if self.phases else None,
                        provenance=self.provenance)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The expert's phase names (empty for an expert that does not name them)."""
+        return tuple(getattr(self.expert, "PHASES", ()))
 
     @property
     def provenance(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ Layout::
     data/demo_<i>/states       (T, S) float64, simulator state (qpos, qvel) before each step
     data/demo_<i>/executed_actions  (T, A), for noise-injected or DAgger episodes: what
                                the env executed (``actions`` holds the expert's labels)
+    data/demo_<i>/phases       (T,) int16, the labelling expert's task phase at each step
+                               (an index into env_args ``expert_phases``), where known
     mask/train, mask/valid     demo names of a 90/10 split (robomimic filter keys)
 
 ``obs[t]`` is the observation the action ``actions[t]`` answered; ``rewards[t]`` and
@@ -66,6 +68,7 @@ class Episode:
     success: bool
     states: np.ndarray | None = None
     executed_actions: np.ndarray | None = None
+    phases: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=lambda: {"source": "expert",
                                                                  "labels": "expert"})
 
@@ -112,6 +115,8 @@ class DemoWriter:
             g.create_dataset("states", data=np.asarray(ep.states, np.float64))
         if ep.executed_actions is not None:
             g.create_dataset("executed_actions", data=np.asarray(ep.executed_actions, np.float64))
+        if ep.phases is not None:
+            g.create_dataset("phases", data=np.asarray(ep.phases, np.int16))
         g.attrs["num_samples"] = ep.length
         g.attrs["seed"] = ep.seed
         g.attrs["success"] = bool(ep.success)
@@ -230,6 +235,7 @@ def read_episodes(path: str | os.PathLike) -> list[Episode]:
                 states=g["states"][()] if "states" in g else None,
                 executed_actions=(g["executed_actions"][()] if "executed_actions" in g
                                   else None),
+                phases=g["phases"][()] if "phases" in g else None,
                 provenance=_provenance(g.attrs),
             ))
         return out

@@ -13,7 +13,7 @@ import torch
 
 from hardware.sim.monitor import CATEGORIES
 from hardware.sim.tasks.hatch import HatchEnv
-from policies.bc import TrainConfig, train_bc
+from policies.bc import TrainConfig, learning_rate, train_bc
 from policies.checkpoint import CheckpointError, load_policy
 from policies.config import PolicyConfig
 from policies.data import BcData, load_bc_data
@@ -46,15 +46,52 @@ def _digest(run: Path) -> dict[str, str]:
             if p.suffix == ".safetensors"}
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+def _phased(n: int = 64) -> BcData:
+    data = _data(n)
+    data.phases = torch.tensor([0] * (n - 8) + [1] * 4 + [2] * 4)  # two short phases
+    return data
+
+
+@pytest.mark.parametrize("extra", [{}, {"lr_schedule": "cosine", "warmup": 4,
+                                        "phase_balance": 1.0}])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, extra: dict) -> None:
     cfg = PolicyConfig(kind="sdp-sdli", obs_dim=5, act_dim=2, **TINY)
-    tc = {"batch_size": 16, "threads": 1, "checkpoint_every": 5, "seed": 3}
-    straight = train_bc("hatch", _data(), cfg, TrainConfig(iterations=12, **tc), tmp_path / "a")
-    train_bc("hatch", _data(), cfg, TrainConfig(iterations=5, **tc), tmp_path / "b")  # "killed"
-    resumed = train_bc("hatch", _data(), cfg, TrainConfig(iterations=12, **tc), tmp_path / "b")
+    tc = {"batch_size": 16, "threads": 1, "checkpoint_every": 5, "seed": 3, **extra}
+    data = _phased()
+    straight = train_bc("hatch", data, cfg, TrainConfig(iterations=12, **tc), tmp_path / "a")
+    def kill(i: int, loss: float) -> None:
+        if i == 7:  # two steps after the checkpoint at 5
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_bc("hatch", data, cfg, TrainConfig(iterations=12, **tc), tmp_path / "b",
+                 on_step=kill)
+    resumed = train_bc("hatch", data, cfg, TrainConfig(iterations=12, **tc), tmp_path / "b")
     assert resumed.resumed_from == 5
     assert resumed.losses == straight.losses  # the same next steps, bit for bit
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    cfg = TrainConfig(iterations=1000, lr=1e-3, lr_schedule="cosine", warmup=100)
+    lrs = [learning_rate(cfg, i) for i in range(1000)]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[99] == pytest.approx(1e-3, rel=0.03)
+    assert max(lrs) <= 1e-3 and lrs[-1] < 1e-7
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:], strict=False))  # decays
+    assert learning_rate(TrainConfig(lr=2e-4), 12345) == 2e-4  # constant stays constant
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
+        learning_rate(TrainConfig(lr_schedule="step"), 0)
+
+
+def test_phase_balance_gives_every_phase_its_share() -> None:
+    data = _phased()
+    assert data.sample_weights(0.0) is None
+    full = data.sample_weights(1.0)
+    mass = [float(full[data.phases == p].sum()) for p in range(3)]
+    assert mass == pytest.approx([1 / 3] * 3)  # 56 : 4 : 4 samples, equal shares
+    half = data.sample_weights(0.5)
+    assert float(half[data.phases == 1].sum()) == pytest.approx(2 / (56 ** 0.5 + 4), rel=1e-6)
+    assert _data().sample_weights(1.0) is None  # no phases recorded: uniform
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
@@ -145,10 +182,15 @@ def test_cli_wrong_policy_type_for_existing_run(hatch_demos: Path, tmp_path: Pat
 
 def test_load_bc_data_windows_and_pads(hatch_demos: Path) -> None:
     data = load_bc_data(hatch_demos, chunk=4, obs_dim=HATCH_OBS, act_dim=7)
+    from hardware.sim.experts.hatch import HatchExpert
+
     with h5py.File(hatch_demos) as fh:
         acts = fh["data/demo_0/actions"][()]
+        names = json.loads(fh["data"].attrs["env_args"])["expert_phases"]
+    assert names == list(HatchExpert.PHASES)
     n = len(acts)
     torch.testing.assert_close(data.actions[0], torch.as_tensor(acts[:4], dtype=torch.float32))
+    assert data.phases[0] == 0 and data.phases.max() > 0  # the expert's phases were recorded
     last = data.actions[n - 1]  # last step: the final action repeated
     assert torch.equal(last, last[:1].expand(4, -1))
 

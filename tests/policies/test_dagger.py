@@ -89,6 +89,11 @@ def test_relabelled_steps_carry_the_experts_labels(run: tuple[Path, Path]) -> No
                                        provenance=prov)
     np.testing.assert_array_equal(expert_ep.executed_actions, expert_ep.actions)
     assert expert_ep.success
+    # the label's phase is recorded with every step: the expert's own episode goes
+    # through all four hatch phases in order
+    assert expert_ep.phases.shape == (expert_ep.length,)
+    assert list(np.unique(expert_ep.phases)) == [0, 1, 2, 3]
+    assert np.all(np.diff(expert_ep.phases) >= 0)
     (learner_ep,) = relabelled_rollouts(policy, "hatch", [7], beta=0.0, rng_seed=0,
                                         provenance=prov)
     assert not np.allclose(learner_ep.executed_actions, learner_ep.actions)

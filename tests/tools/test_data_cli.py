@@ -43,6 +43,8 @@ def toy_file(tmp_path_factory) -> Path:
               "--seed", "5", "-o", str(out))
     assert res.returncode == 0, res.stderr
     assert "wrote" in res.stdout
+    progress = [ln for ln in res.stderr.splitlines() if ln.startswith("collect ")]
+    assert len(progress) == 10 and "100% 12/12" in progress[-1], res.stderr  # plain lines
     return out
 
 
@@ -50,12 +52,14 @@ def test_collect_writes_robomimic_layout(toy_file: Path) -> None:
     with h5py.File(toy_file) as fh:
         args = json.loads(fh["data"].attrs["env_args"])
         assert args["env_name"] == TOY and args["obs_keys"] == ["obs"]
+        assert args["expert_phases"] == []  # the toy expert names no phases: none recorded
         names = sorted(fh["data"], key=lambda k: int(k.split("_")[1]))
         assert names == [f"demo_{i}" for i in range(12)]
         g = fh["data/demo_3"]
         n = g.attrs["num_samples"]
         assert g["obs/obs"].shape == (n, 3) and g["actions"].shape == (n, 2)
         assert g["rewards"].shape == (n,) and g["dones"].shape == (n,)
+        assert "phases" not in g
         assert g.attrs["seed"] == 8  # seed 5 + episode 3
         assert fh["data"].attrs["total"] == sum(fh[f"data/{k}"].attrs["num_samples"]
                                                 for k in names)
