@@ -221,6 +221,11 @@ def rl(
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1),
     energy: float = typer.Option(0.0, "--energy", min=0.0,
                                  help="weight of the firing-rate penalty (lower energy)"),
+    std_floor: float = typer.Option(0.1, "--std-floor", min=1e-3,
+                                    help="std floor of the fine-tuned steps' sampling "
+                                    "(exploration)"),
+    logp_std_floor: float = typer.Option(0.1, "--logp-std-floor", min=1e-3,
+                                         help="std floor of their log-probabilities"),
     reward: str = typer.Option("success", "--reward",
                                help="success (1 on the chunk that succeeds) | shaped"),
     nproc: NProc = 1,
@@ -250,7 +255,8 @@ def rl(
                    actor_lr=actor_lr, critic_lr=critic_lr, critic_warmup=critic_warmup,
                    eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
                    threads=threads, init=str(init), reward=reward,
-                   dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy))
+                   dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy,
+                                sigma_min=std_floor, sigma_lp_min=logp_std_floor))
     comm = Comm.from_env()
     if envs < comm.world:
         raise SpikeflightError(f"--envs {envs} cannot be shared by {comm.world} ranks")

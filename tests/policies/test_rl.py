@@ -82,11 +82,14 @@ def test_cli_fine_tunes_and_refuses_bad_input_in_one_line(toy_run: Path, tmp_pat
 
     exe = str(Path(sys.executable).parent / "spikeflight")
     res = subprocess.run([exe, "train", "rl", "--init", str(toy_run), "-o", str(tmp_path / "rl"),
-                          "--iterations", "1", "--envs", "2", "--sync", "--eval-every", "0"],
-                         capture_output=True, text=True, timeout=300)
+                          "--iterations", "1", "--envs", "2", "--sync", "--eval-every", "0",
+                          "--std-floor", "0.03"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "it 1: success" in res.stderr and "done: 1 iterations" in res.stdout
-    assert load_policy(tmp_path / "rl")[1]["iteration"] == 1
+    saved = load_policy(tmp_path / "rl")[1]
+    assert saved["iteration"] == 1
+    assert saved["train"]["rl"]["dppo"]["sigma_min"] == 0.03  # the exploration floor as asked
+    assert saved["train"]["rl"]["dppo"]["sigma_lp_min"] == 0.1
     res = subprocess.run([exe, "train", "rl", "--init", str(toy_run), "-o", str(tmp_path / "x"),
                           "--ft-steps", "50"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.startswith("error: --ft-steps 50: the policy has")
