@@ -9,7 +9,6 @@ uvicorn's do.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 import typer
@@ -28,6 +27,7 @@ from tools import (
     power_cmd,
     run_cmd,
     sim_cmd,
+    terminate,
     train_cmd,
 )
 
@@ -48,13 +48,9 @@ app.command("demo")(demo_cmd.demo)
 app.command("flash")(flash_cmd.flash_cmd)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds, so atomic writers remove their temp files
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate.install()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

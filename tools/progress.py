@@ -15,6 +15,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tools import terminate
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -30,11 +32,13 @@ class LoggedProgress(Progress):
         self._tenths: dict[TaskID, int] = {}
 
     def update(self, task_id: TaskID, **kwargs) -> None:
+        terminate.check()  # a SIGTERM whose exit something swallowed ends the job here
         super().update(task_id, **kwargs)
         if self.plain:
             self._log(task_id)
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        terminate.check()
         super().advance(task_id, advance)
         if self.plain:
             self._log(task_id)
