@@ -48,7 +48,7 @@ class LoggedProgress(Progress):
         if not task.total:
             return
         tenth = int(task.completed * 10 // task.total)
-        if tenth <= self._tenths.get(task_id, 0) or task.completed <= 0:
+        if tenth <= self._tenths.get(task_id, 0):
             return
         self._tenths[task_id] = tenth
         status = task.fields.get("status", "")

@@ -49,6 +49,7 @@ from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 
 REQUIRED = ("actions", "rewards", "dones")
+PER_STEP = ("states", "executed_actions", "phases")  # optional, one row per step
 _STANDARD_ATTRS = ("num_samples", "seed", "success")
 
 
@@ -196,7 +197,7 @@ def _validate(path: Path, fh: h5py.File) -> None:
             n = g["actions"].shape[0]
             if n == 0:
                 raise DatasetError(f"{path}: data/{name} is empty (0 steps)")
-            for key in REQUIRED:
+            for key in (*REQUIRED, *(k for k in PER_STEP if k in g)):
                 if g[key].shape[0] != n:
                     raise DatasetError(f"{path}: data/{name}/{key} has {g[key].shape[0]} "
                                        f"steps, actions has {n}")

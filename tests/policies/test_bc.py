@@ -167,6 +167,19 @@ def test_cli_nan_in_demos(hatch_demos: Path, tmp_path: Path) -> None:
     assert not run.exists()
 
 
+def test_cli_phases_of_other_length_in_demos(hatch_demos: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "phases.hdf5"
+    bad.write_bytes(hatch_demos.read_bytes())
+    with h5py.File(bad, "a") as fh:
+        phases = fh["data/demo_2/phases"][()]
+        del fh["data/demo_2/phases"]
+        fh["data/demo_2/phases"] = phases[:-3]
+    run = tmp_path / "run"
+    res = cli("train", "bc", "--task", "hatch", "--demos", str(bad), "-o", str(run))
+    assert_one_line_error(res, "data/demo_2/phases has", "steps, actions has")
+    assert not run.exists()
+
+
 def test_cli_wrong_policy_type_for_existing_run(hatch_demos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "ann",
