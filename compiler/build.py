@@ -156,7 +156,8 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     net = fold(exported)
     if spiking:
         net = sort_by_weight_scale(net)
-    sampler = Sampler(exported.host["betas"], exported.host["alpha_bars"])
+    sampler = Sampler(exported.host["betas"], exported.host["alpha_bars"],
+                      exported.meta["prediction"])
     stage(f"calibrate on {options.calib_episodes} expert episodes of {task}")
     states = expert_states(task, options.calib_episodes)
     calib = record_denoising(net, sampler, states, options.seed)
@@ -184,7 +185,8 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     float_eval = build_eval(net, np.float64)
     float_sess = conf.session(float_eval)
     if options.target in ("cpu", "loihi2"):
-        sections["chunk.onnx"] = build_chunk(net).SerializeToString()
+        sections["chunk.onnx"] = build_chunk(
+            net, prediction=exported.meta["prediction"]).SerializeToString()
     if options.target == "cpu" and spiking:
         sections["step.onnx"] = build_step(net, np.float64).SerializeToString()
     stage(f"conformance: ONNX float vs torch on {options.float_samples} chunks")
@@ -250,7 +252,8 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
     sections["core.npz"] = arrays_to_bytes(core_arrays)
     core_model = build_core(core)
     fixed_eval = build_fixed_eval(net, core)
-    sections["chunk_fixed.onnx"] = build_chunk(net, core).SerializeToString()
+    sections["chunk_fixed.onnx"] = build_chunk(
+        net, core, manifest["policy"]["prediction"]).SerializeToString()
     a_in = conf.golden_inputs(net, core, golden)
     stage(f"conformance: ONNX fixed point vs Lava fixed_pt on {len(golden)} golden evaluations")
     checks["onnx_fixed_vs_lava"], lava = conf.fixed_vs_lava(conf.session(core_model), core,

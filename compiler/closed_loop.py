@@ -71,7 +71,8 @@ def compare_success(checkpoint: Path, episodes: int, groups: int = 8,
     policy, saved = load_policy(checkpoint)
     exported = export_policy(policy)
     net = sort_by_weight_scale(fold(exported))
-    sampler = Sampler(exported.host["betas"], exported.host["alpha_bars"])
+    sampler = Sampler(exported.host["betas"], exported.host["alpha_bars"],
+                      exported.meta["prediction"])
     calib = record_denoising(net, sampler, expert_states(saved["task"], 4))
     quant = quantize_net(net, net.first_layer_current(calib.x, calib.k, calib.obs), LOIHI2,
                          groups=groups)

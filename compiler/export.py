@@ -107,7 +107,8 @@ def export_policy(policy: DiffusionPolicy) -> Exported:
             "betas": _np(policy.schedule.betas), "alpha_bars": _np(policy.schedule.alpha_bars)}
     meta: dict[str, Any] = {"kind": cfg.kind, "obs_dim": cfg.obs_dim, "act_dim": cfg.act_dim,
                             "chunk": cfg.chunk, "micro_steps": cfg.micro_steps,
-                            "lif_beta": cfg.lif_beta, "diffusion_steps": cfg.diffusion_steps}
+                            "lif_beta": cfg.lif_beta, "diffusion_steps": cfg.diffusion_steps,
+                            "prediction": cfg.prediction}
     if snn is not None and snn.sdli is not None:
         host["sdli_w"], host["sdli_b"] = _np(snn.sdli.latency.weight), _np(snn.sdli.latency.bias)
         meta.update(sdli_sigma=float(snn.sdli.sigma), sdli_beta=float(snn.sdli.beta),

@@ -10,7 +10,7 @@ attribution and firing-rate telemetry).
 Each loop iteration i:
 
     eps    = denoiser(obs, x, ks[i])   (the state current c * g_t is computed once, before)
-    x0_hat = clip((x - s1 eps) / s0, -1, 1)
+    x0_hat = clip((x - s1 eps) / s0, -1, 1)     (prediction "sample": clip(eps, -1, 1))
     x      = a x0_hat + b x + c z[i]
 
 DDPM and every DDIM subset are just different (ks, coef), so one graph serves every
@@ -34,15 +34,16 @@ F64, I64 = np.float64, np.int64
 Denoise = Callable[[GraphBuilder, str, str, str, str], tuple[str, list[str]]]
 
 
-def _loop_body(net: FoldedNet, den: Denoise, spiking: bool) -> onnx.GraphProto:
+def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str) -> onnx.GraphProto:
     b = GraphBuilder("step/")
     rows = b.op("Slice", b.op("Shape", "x_in"), b.const([0], I64), b.const([1], I64))
     k = b.op("Expand", b.op("Gather", "ks", "i", axis=0), rows)
     eps, counts = den(b, "obs", "x_in", k, "state")
     row = b.op("Gather", "coef", "i", axis=0)
     s0, s1, a, bb, c = (b.op("Gather", row, b.const(j, I64), axis=0) for j in range(5))
-    x0 = b.op("Clip", b.op("Div", b.op("Sub", "x_in", b.op("Mul", s1, eps)), s0),
-              b.const(-1.0, F64), b.const(1.0, F64))
+    pred = eps if prediction == "sample" else b.op("Div", b.op("Sub", "x_in",
+                                                                b.op("Mul", s1, eps)), s0)
+    x0 = b.op("Clip", pred, b.const(-1.0, F64), b.const(1.0, F64))
     x_next = b.op("Add", b.op("Add", b.op("Mul", a, x0), b.op("Mul", bb, "x_in")),
                   b.op("Mul", c, b.op("Gather", "z", "i", axis=0)), name="x_out")
     b.op("Identity", "cond_in", name="cond_out")
@@ -57,8 +58,10 @@ def _loop_body(net: FoldedNet, den: Denoise, spiking: bool) -> onnx.GraphProto:
     return b.graph("denoising_step", inputs, outputs)
 
 
-def build_chunk(net: FoldedNet, core: FixedCore | None = None) -> onnx.ModelProto:
-    """The chunk graph of the float network, or of its fixed-point core when given."""
+def build_chunk(net: FoldedNet, core: FixedCore | None = None,
+                prediction: str = "epsilon") -> onnx.ModelProto:
+    """The chunk graph of the float network, or of its fixed-point core when given;
+    ``prediction``: what the network outputs (``runtime.sampler.PREDICTIONS``)."""
     if core is None:
         den: Denoise = lambda b, obs, x, k, st: denoise(  # noqa: E731
             b, net, obs, x, k, F64, state=st)
@@ -71,11 +74,12 @@ def build_chunk(net: FoldedNet, core: FixedCore | None = None) -> onnx.ModelProt
     outputs = [value("x0", F64, ["B", net.action_size])]
     if net.spiking:
         x_out, per_step = b.op("Loop", n, b.const(True, np.bool_), "x", outputs=2,
-                               body=_loop_body(net, den, True))
+                               body=_loop_body(net, den, True, prediction))
         b.op("Identity", per_step, name="step_spikes")
         outputs.append(value("step_spikes", F64, ["n", len(net.widths)]))
     else:
-        x_out = b.op("Loop", n, b.const(True, np.bool_), "x", body=_loop_body(net, den, False))
+        x_out = b.op("Loop", n, b.const(True, np.bool_), "x",
+                     body=_loop_body(net, den, False, prediction))
     b.op("Identity", x_out, name="x0")
     inputs = [value("obs", F64, ["B", net.enc_w1.shape[1]]),
               value("x", F64, ["B", net.action_size]),

@@ -1,4 +1,4 @@
-"""DDPM noise schedule and samplers (torch), epsilon prediction, x0 clamped to [-1, 1].
+"""DDPM noise schedule and samplers (torch), epsilon or x0 prediction, x0 clamped to [-1, 1].
 
 Cosine schedule (Nichol & Dhariwal 2021), ``K`` steps, offset ``s`` = 0.008:
     alpha_bar(k) = f(k) / f(0),  f(k) = cos^2(((k / K) + s) / (1 + s) * pi / 2)
@@ -11,6 +11,11 @@ DDPM reverse step k -> k-1 (posterior mean and variance, Ho et al. 2020):
     mu = c0_k x0_hat + ck_k x_k,  var_k = beta_k (1 - ab_{k-1}) / (1 - ab_k)
 DDIM (eta = 0) over a decreasing subset of steps, eps re-derived from the clamped x0:
     x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps'
+
+Prediction ``epsilon`` (DDPM's): the denoiser outputs eps_hat, as above. Prediction
+``sample`` (the x0 parameterisation, Diffusion Policy's ``prediction_type="sample"``): it
+outputs the clean chunk itself, trained on ``|| out - x_0 ||^2``, and
+``x0_hat = clamp(out, -1, 1)``; the reverse steps are otherwise the same.
 """
 
 from __future__ import annotations
@@ -21,41 +26,56 @@ from dataclasses import dataclass
 
 import torch
 
-Denoise = Callable[[torch.Tensor, int], torch.Tensor]  # (x_k, k) -> eps_hat
+Denoise = Callable[[torch.Tensor, int], torch.Tensor]  # (x_k, k) -> eps_hat or x0_hat
+PREDICTIONS = ("epsilon", "sample")
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """Per-step constants of a K-step cosine DDPM schedule (float64 tensors of length K)."""
+    """Per-step constants of a K-step cosine DDPM schedule (float64 tensors of length K)
+    and what the denoiser predicts (``PREDICTIONS``)."""
 
     betas: torch.Tensor
     alpha_bars: torch.Tensor
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, "
+                             f"got {self.prediction!r}")
 
     @property
     def steps(self) -> int:
         return int(self.betas.shape[0])
 
     @classmethod
-    def cosine(cls, steps: int = 20, s: float = 0.008) -> Schedule:
+    def cosine(cls, steps: int = 20, s: float = 0.008, prediction: str = "epsilon") -> Schedule:
         k = torch.arange(steps + 1, dtype=torch.float64)
         f = torch.cos(((k / steps) + s) / (1 + s) * math.pi / 2) ** 2
         ab = f / f[0]
         betas = torch.clamp(1 - ab[1:] / ab[:-1], max=0.999)
-        return cls(betas=betas, alpha_bars=torch.cumprod(1 - betas, 0))
+        return cls(betas=betas, alpha_bars=torch.cumprod(1 - betas, 0), prediction=prediction)
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """x_k for a batch: ``k`` holds one step index per row."""
         ab = self.alpha_bars.to(x0.dtype)[k].view(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
-    def x0_from_eps(self, x: torch.Tensor, eps: torch.Tensor, k: int) -> torch.Tensor:
+    def target(self, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """What the denoiser is trained to output: ``eps`` or ``x0``."""
+        return x0 if self.prediction == "sample" else eps
+
+    def x0_hat(self, x: torch.Tensor, out: torch.Tensor, k: int) -> torch.Tensor:
+        """The clamped clean estimate from x_k and the denoiser's output at step k."""
+        if self.prediction == "sample":
+            return out.clamp(-1.0, 1.0)
         ab = float(self.alpha_bars[k])
-        return ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1.0, 1.0)
+        return ((x - math.sqrt(1 - ab) * out) / math.sqrt(ab)).clamp(-1.0, 1.0)
 
     def ddpm_step(self, x: torch.Tensor, eps: torch.Tensor, k: int,
                   noise: torch.Tensor | None) -> torch.Tensor:
         """One reverse step k -> k-1; ``noise`` is ignored at k = 0."""
-        x0 = self.x0_from_eps(x, eps, k)
+        x0 = self.x0_hat(x, eps, k)
         ab = float(self.alpha_bars[k])
         ab_prev = float(self.alpha_bars[k - 1]) if k > 0 else 1.0
         beta = float(self.betas[k])
@@ -69,7 +89,7 @@ class Schedule:
 
     def ddim_step(self, x: torch.Tensor, eps: torch.Tensor, k: int, k_prev: int) -> torch.Tensor:
         """Deterministic DDIM step from k to k_prev (k_prev = -1: the clean sample)."""
-        x0 = self.x0_from_eps(x, eps, k)
+        x0 = self.x0_hat(x, eps, k)
         if k_prev < 0:
             return x0
         ab, ab_prev = float(self.alpha_bars[k]), float(self.alpha_bars[k_prev])

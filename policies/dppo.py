@@ -6,6 +6,7 @@ executed chunk, normalised). Each DDPM reverse step k is a Gaussian action
 
     x_{k-1} ~ N(mu_theta(x_k, k, s), sigma_k^2 I),   sigma_k = max(sqrt(var_k), sigma_min)
     mu_theta = c0_k x0_hat + ck_k x_k,  x0_hat = clamp((x_k - sqrt(1 - ab_k) eps) / sqrt(ab_k))
+    (x0_hat = clamp(out) for a denoiser that predicts x_0)
 
 with ``c0_k, ck_k, var_k`` the posterior constants of ``policies/diffusion.py`` (var_0 = 0,
 so step 0 has std ``sigma_min``: every fine-tuned step explores, as in DPPO). The first
@@ -79,6 +80,7 @@ class StepConstants:
     c0: torch.Tensor
     ck: torch.Tensor
     std: torch.Tensor  # sqrt(var_k); 0 at k = 0
+    prediction: str = "epsilon"  # what the denoiser outputs (policies.diffusion)
 
     @classmethod
     def of(cls, schedule: Schedule) -> StepConstants:
@@ -87,7 +89,8 @@ class StepConstants:
         return cls(sqrt_ab=ab.sqrt(), sqrt_1mab=(1 - ab).sqrt(),
                    c0=ab_prev.sqrt() * beta / (1 - ab),
                    ck=(1 - beta).sqrt() * (1 - ab_prev) / (1 - ab),
-                   std=(beta * (1 - ab_prev) / (1 - ab)).clamp(min=0).sqrt())
+                   std=(beta * (1 - ab_prev) / (1 - ab)).clamp(min=0).sqrt(),
+                   prediction=schedule.prediction)
 
 
 def clip_coefs(ft_steps: int, base: float, top: float, rate: float) -> torch.Tensor:
@@ -106,8 +109,11 @@ def denoise_weights(ft_steps: int, gamma_denoise: float) -> torch.Tensor:
 def step_mean(denoiser: nn.Module, consts: StepConstants, x: torch.Tensor, k: int,
               s: torch.Tensor) -> torch.Tensor:
     """mu_theta(x_k, k, s) of the DDPM reverse step (x0_hat clamped to [-1, 1])."""
-    eps = denoiser(x, torch.full((x.shape[0],), k, dtype=torch.long), s)
-    x0 = ((x - consts.sqrt_1mab[k].item() * eps) / consts.sqrt_ab[k].item()).clamp(-1, 1)
+    out = denoiser(x, torch.full((x.shape[0],), k, dtype=torch.long), s)
+    if consts.prediction == "sample":
+        x0 = out.clamp(-1, 1)
+    else:
+        x0 = ((x - consts.sqrt_1mab[k].item() * out) / consts.sqrt_ab[k].item()).clamp(-1, 1)
     return consts.c0[k].item() * x0 + consts.ck[k].item() * x
 
 

@@ -24,19 +24,19 @@ class DiffusionPolicy(nn.Module):
         self.obs_norm = MinMax(cfg.obs_dim)
         self.act_norm = MinMax(cfg.act_dim)
         self.denoiser = build_denoiser(cfg)
-        self.schedule = Schedule.cosine(cfg.diffusion_steps, cfg.cosine_s)
+        self.schedule = Schedule.cosine(cfg.diffusion_steps, cfg.cosine_s, cfg.prediction)
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Epsilon-prediction MSE for raw ``obs`` (B, obs_dim) and action chunks
-        ``actions`` (B, chunk, act_dim)."""
+        """Denoising MSE (against eps, or x_0 for ``prediction = "sample"``) for raw
+        ``obs`` (B, obs_dim) and action chunks ``actions`` (B, chunk, act_dim)."""
         b = obs.shape[0]
         x0 = self.act_norm(actions).reshape(b, -1)
         s = self.obs_norm(obs)
         k = torch.randint(0, self.schedule.steps, (b,), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
         xk = self.schedule.add_noise(x0, eps, k)
-        return nn.functional.mse_loss(self.denoiser(xk, k, s), eps)
+        return nn.functional.mse_loss(self.denoiser(xk, k, s), self.schedule.target(x0, eps))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None,

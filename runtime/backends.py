@@ -28,7 +28,6 @@ import numpy as np
 
 from hardware.errors import SpikeflightError
 from runtime.loader import FlightPolicy
-from runtime.sampler import Sampler
 
 ChunkResult = tuple[np.ndarray, np.ndarray | None]
 BACKENDS = ("lava", "onnx-fixed", "onnx-float")
@@ -122,7 +121,7 @@ class LavaBackend(Backend):
                 spikes[i] += [r.sum() for r in rasters]
                 counts.append(rasters[-1][0].sum(0))
             eps = net.readout(np.asarray(counts, np.float64))
-            x = Sampler.step(x, eps, coef[i], z[i])
+            x = self.policy.sampler.step(x, eps, coef[i], z[i])
         return x, spikes
 
     def close(self) -> None:

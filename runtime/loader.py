@@ -74,5 +74,6 @@ def unpack(image: Image) -> FlightPolicy:
     if "core.npz" in image.sections:
         core = FixedCore.from_arrays(image.arrays("core.npz"), image.manifest["core"])
     return FlightPolicy(image=image, net=net, core=core,
-                        sampler=Sampler(arrays["betas"], arrays["alpha_bars"]),
+                        sampler=Sampler(arrays["betas"], arrays["alpha_bars"],
+                                        image.manifest["policy"].get("prediction", "epsilon")),
                         act_lo=arrays["act_lo"], act_hi=arrays["act_hi"])

@@ -12,6 +12,10 @@ is the least noisy):
     DDIM:  x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps',
            eps' = (x_k - sqrt(ab_k) x0_hat) / sqrt(1 - ab_k)
 
+A network that predicts the clean chunk itself (``prediction = "sample"``, the x0
+parameterisation) replaces the first line by ``x0_hat = clip(out, -1, 1)``; the steps are
+otherwise the same.
+
 All randomness comes from a ``numpy.random.Generator`` drawn in a fixed order (x_{K-1},
 then one z per evaluated step, drawn even where its coefficient is 0), so a seed fixes
 the chunk given the denoiser.
@@ -25,7 +29,8 @@ import numpy as np
 
 MIN_RANGE = 1e-6  # as the trainer's normaliser: narrower action ranges are constants
 
-EpsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x_k (B, A), k (B,)) -> eps
+EpsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x_k (B, A), k (B,)) -> output
+PREDICTIONS = ("epsilon", "sample")  # what the denoiser's output is: noise, or x0
 
 
 def ddim_subset(steps: int, count: int) -> list[int]:
@@ -55,9 +60,14 @@ class Sampler:
     (a, b, c) = (1, 0, 0). Backends that run a whole chunk in one call take the same table.
     """
 
-    def __init__(self, betas: np.ndarray, alpha_bars: np.ndarray) -> None:
+    def __init__(self, betas: np.ndarray, alpha_bars: np.ndarray,
+                 prediction: str = "epsilon") -> None:
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, "
+                             f"got {prediction!r}")
         self.betas = np.asarray(betas, np.float64)
         self.alpha_bars = np.asarray(alpha_bars, np.float64)
+        self.prediction = prediction
 
     @property
     def steps(self) -> int:
@@ -91,10 +101,14 @@ class Sampler:
             rows.append((s0, s1, a, b, c))
         return np.asarray(ks, np.int64), np.asarray(rows, np.float64)
 
-    @staticmethod
-    def step(x: np.ndarray, eps: np.ndarray, row: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """One reverse step with a coefficient row (see the class docstring)."""
-        x0 = np.clip((x - row[1] * eps) / row[0], -1.0, 1.0)
+    def step(self, x: np.ndarray, out: np.ndarray, row: np.ndarray,
+             z: np.ndarray) -> np.ndarray:
+        """One reverse step with a coefficient row (see the class docstring); ``out`` is
+        the denoiser's output (eps, or x0 for ``prediction = "sample"``)."""
+        if self.prediction == "sample":
+            x0 = np.clip(out, -1.0, 1.0)
+        else:
+            x0 = np.clip((x - row[1] * out) / row[0], -1.0, 1.0)
         return row[2] * x0 + row[3] * x + row[4] * z
 
     @staticmethod

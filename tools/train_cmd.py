@@ -32,6 +32,9 @@ LrSchedule = Annotated[str, typer.Option("--lr-schedule",
 PhaseBalance = Annotated[float, typer.Option(
     "--phase-balance", min=0.0, max=1.0,
     help="sample windows by expert phase: 0 uniform, 1 every phase equally often")]
+Prediction = Annotated[str, typer.Option(
+    "--prediction", help="what the denoiser predicts: sample (the clean chunk x0) or epsilon "
+    "(the noise)")]
 NProc = Annotated[int, typer.Option("--nproc", min=1,
                                     help="data-parallel ranks on this machine (runs torchrun)")]
 
@@ -47,7 +50,7 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 
 def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert: bool,
-             iterations: int, **train: Any) -> tuple[Any, Any]:
+             iterations: int, prediction: str = "epsilon", **train: Any) -> tuple[Any, Any]:
     """(PolicyConfig, TrainConfig) from the command-line options; checks them first."""
     from hardware.sim.registry import make_env
     from policies.bc import LR_SCHEDULES, TrainConfig
@@ -55,6 +58,8 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
 
     if policy not in KINDS:
         raise SpikeflightError(f"--policy must be one of {', '.join(KINDS)}, got {policy!r}")
+    if prediction not in ("sample", "epsilon"):
+        raise SpikeflightError(f"--prediction must be sample or epsilon, got {prediction!r}")
     if train.get("lr_schedule", "constant") not in LR_SCHEDULES:
         raise SpikeflightError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, "
                                f"got {train['lr_schedule']!r}")
@@ -62,7 +67,7 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
     cfg = PolicyConfig(kind=policy, obs_dim=obs_dim, act_dim=act_dim, hidden=parse_widths(hidden),
-                       micro_steps=micro_steps, sdli_invert=sdli_invert,
+                       micro_steps=micro_steps, sdli_invert=sdli_invert, prediction=prediction,
                        sdli_ramp_iters=min(5000, max(iterations // 2, 1)))
     return cfg, TrainConfig(iterations=iterations, **train)
 
@@ -82,6 +87,7 @@ def bc(
     sdli_invert: SdliInvert = False,
     lr_schedule: LrSchedule = "constant",
     phase_balance: PhaseBalance = 0.0,
+    prediction: Prediction = "epsilon",
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -98,9 +104,10 @@ def bc(
         raise typer.Exit(_torchrun(nproc))
 
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
-                         batch_size=batch_size, lr=lr, seed=seed, threads=threads,
-                         checkpoint_every=checkpoint_every, rate_reg=rate_reg,
-                         lr_schedule=lr_schedule, phase_balance=phase_balance)
+                         prediction, batch_size=batch_size, lr=lr, seed=seed,
+                         threads=threads, checkpoint_every=checkpoint_every,
+                         rate_reg=rate_reg, lr_schedule=lr_schedule,
+                         phase_balance=phase_balance)
     data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim)
     cfg = resumable_config(out, task, policy) or cfg  # checks before anything is drawn
     comm = Comm.from_env()
@@ -147,6 +154,7 @@ def dagger(
     micro_steps: MicroSteps = 4,
     rate_reg: RateReg = 0.3,
     sdli_invert: SdliInvert = False,
+    prediction: Prediction = "epsilon",
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -161,8 +169,8 @@ def dagger(
         raise SpikeflightError(f"DAgger needs a scripted expert: --task must be one of "
                                f"{', '.join(TASKS)}, got {task!r}")
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
-                         batch_size=batch_size, lr=lr, seed=seed, threads=threads,
-                         checkpoint_every=checkpoint_every, rate_reg=rate_reg)
+                         prediction, batch_size=batch_size, lr=lr, seed=seed,
+                         threads=threads, checkpoint_every=checkpoint_every, rate_reg=rate_reg)
     dcfg = DaggerConfig(rounds=rounds, episodes=episodes, beta0=beta, decay=decay,
                         round_iterations=round_iterations)
     console.print(f"DAgger {policy} on {task}: BC for {iterations} iterations, then "

@@ -130,13 +130,14 @@ def test_hardware_path_says_clearly_when_the_chip_cannot_be_targeted() -> None:
         run_core(core, np.zeros((1, 4, 2), np.int32), "loihi2-hw")
 
 
-@pytest.mark.parametrize("ddim", [None, 4])
+@pytest.mark.parametrize(("ddim", "prediction"), [(None, "epsilon"), (4, "epsilon"),
+                                                  (None, "sample")])
 def test_chunk_graphs_equal_the_numpy_sampler(tiny_runs: dict[str, Path],
-                                              ddim: int | None) -> None:
+                                              ddim: int | None, prediction: str) -> None:
     net, core, (obs, _, _), _ = _quantized(tiny_runs)
     obs = obs[:6]
     betas = np.linspace(1e-3, 0.2, 20)
-    sampler = Sampler(betas, np.cumprod(1 - betas))
+    sampler = Sampler(betas, np.cumprod(1 - betas), prediction)
     ks, coef = sampler.coefficients(ddim)
 
     def fixed_eps(x, k):
@@ -146,7 +147,7 @@ def test_chunk_graphs_equal_the_numpy_sampler(tiny_runs: dict[str, Path],
     for c, eps_fn in ((None, lambda x, k: net.eps(x, k, obs)), (core, fixed_eps)):
         x, z = sampler.draw(np.random.default_rng(5), len(obs), net.action_size, len(ks))
         want = sampler.sample(eps_fn, len(obs), net.action_size, np.random.default_rng(5), ddim)
-        x0, spikes = session(build_chunk(net, c)).run(
+        x0, spikes = session(build_chunk(net, c, prediction)).run(
             None, {"obs": obs, "x": x, "ks": ks, "coef": coef, "z": z})
         np.testing.assert_array_equal(x0, want)
         assert spikes.shape == (len(ks), len(net.widths)) and (spikes[:, 0] > 0).all()

@@ -11,16 +11,17 @@ from policies.diffusion import ddim_subset as torch_subset
 from runtime.sampler import Sampler, ddim_subset, unnormalise
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
 @pytest.mark.parametrize("ddim", [None, 10, 5, 2])
-def test_coefficient_steps_equal_the_trainer_formulas(ddim: int | None) -> None:
-    sch = Schedule.cosine(20)
-    sampler = Sampler(sch.betas.numpy(), sch.alpha_bars.numpy())
+def test_coefficient_steps_equal_the_trainer_formulas(ddim: int | None, prediction: str) -> None:
+    sch = Schedule.cosine(20, prediction=prediction)
+    sampler = Sampler(sch.betas.numpy(), sch.alpha_bars.numpy(), prediction)
     rng = np.random.default_rng(0)
     x, eps, z = (rng.standard_normal((3, 8)) * 2 for _ in range(3))
     ks, coef = sampler.coefficients(ddim)
     assert ks.tolist() == (list(range(19, -1, -1)) if ddim is None else torch_subset(20, ddim))
     for i, k in enumerate(ks):
-        got = Sampler.step(x, eps, coef[i], z)
+        got = sampler.step(x, eps, coef[i], z)
         t = [torch.as_tensor(a) for a in (x, eps, z)]
         if ddim is None:
             want = sch.ddpm_step(t[0], t[1], int(k), t[2]).numpy()
@@ -28,6 +29,19 @@ def test_coefficient_steps_equal_the_trainer_formulas(ddim: int | None) -> None:
             k_prev = int(ks[i + 1]) if i + 1 < len(ks) else -1
             want = sch.ddim_step(t[0], t[1], int(k), k_prev).numpy()
         np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_sample_prediction_takes_the_output_as_the_clean_chunk() -> None:
+    sch = Schedule.cosine(20)
+    eps_s = Sampler(sch.betas.numpy(), sch.alpha_bars.numpy())
+    x0_s = Sampler(sch.betas.numpy(), sch.alpha_bars.numpy(), "sample")
+    _, coef = x0_s.coefficients(2)
+    x, out = np.full((1, 3), 0.5), np.array([[0.2, -3.0, 0.9]])
+    last = coef[-1]  # DDIM's last step returns x0_hat itself
+    np.testing.assert_array_equal(x0_s.step(x, out, last, np.zeros_like(x)), [[0.2, -1.0, 0.9]])
+    assert not np.allclose(eps_s.step(x, out, last, np.zeros_like(x)), [[0.2, -1.0, 0.9]])
+    with pytest.raises(ValueError, match="prediction must be one of epsilon, sample"):
+        Sampler(sch.betas.numpy(), sch.alpha_bars.numpy(), "v")
 
 
 def test_subsets_and_unnormalising() -> None:
