@@ -10,6 +10,8 @@ Per chunk, in mission time t = steps x control period:
              the chunk's phases, runtime.phases)
 
 A deadline miss (watchdog) drops the late chunk and holds position for one control step;
+an environment whose step reports ``info["replan"]`` (a hardware-in-the-loop link that
+lost ticks) has the rest of the chunk dropped and a new one planned on its observation;
 a vetoed chunk (world model) holds position too. Telemetry records per chunk the channels
 latency_ms, energy_j, operating_point, backend, firing_rates, governor_state and phases
 (``runtime.phases``: per-phase operations and wall times for energy attribution), and the
@@ -174,6 +176,8 @@ class Executive:
                 if term or trunc or res.steps >= limit:
                     res.success = bool(info.get("success", term))
                     done = True
+                    break
+                if info.get("replan"):  # the env lost ticks (HIL link): plan afresh
                     break
         self.telemetry.event("episode_end", seed=seed, success=res.success, steps=res.steps,
                              energy_j=res.energy_j)

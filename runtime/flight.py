@@ -9,7 +9,7 @@ per chunk and per episode and the average power, all labelled with the energy mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,14 @@ def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0:
         telemetry: Telemetry | None = None) -> dict[str, Any]:
     """Run ``episodes`` episodes with seeds ``seed0 ..`` and return the summary dict;
     ``telemetry``: an open recorder to use instead of one on ``cfg.telemetry``."""
+    return fly_seeds(policy, env, cfg, range(seed0, seed0 + episodes), on_episode, telemetry)
+
+
+def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable[int],
+              on_episode: Callable[[EpisodeResult], None] | None = None,
+              telemetry: Telemetry | None = None) -> dict[str, Any]:
+    """``fly`` over the episode seeds ``seeds`` (an iterable that may be a generator, e.g.
+    the episodes a hardware-in-the-loop plant announces)."""
     governor = None
     with telemetry or Telemetry(cfg.telemetry) as tel:
         budget = cfg.budget()
@@ -69,8 +77,8 @@ def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0:
             ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s,
                            record_phases=cfg.record_phases)
             results = []
-            for i in range(episodes):
-                res = ex.run_episode(env, seed0 + i)
+            for seed in seeds:
+                res = ex.run_episode(env, seed)
                 results.append(res)
                 if chain.current.name not in backends:
                     backends.append(chain.current.name)

@@ -22,6 +22,7 @@ from tools import (
     device_cmd,
     eval_cmd,
     flash_cmd,
+    hil_cmd,
     image_cmd,
     keys_cmd,
     power_cmd,
@@ -41,6 +42,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(power_cmd.app, name="power")
 app.add_typer(device_cmd.app, name="device")
+app.add_typer(hil_cmd.app, name="hil")
 app.command("compile")(compile_cmd.compile_cmd)
 app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("run")(run_cmd.run_cmd)

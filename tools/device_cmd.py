@@ -65,6 +65,53 @@ def serve(
         agent.storage.close()
 
 
+@app.command("fly")
+def fly(
+    link: str = typer.Option("serial:pty", "--link",
+                             help="serial:pty (prints the pty path), serial:/dev/ttyX or "
+                             "udp:HOST:PORT"),
+    storage: Path = typer.Option(..., "--storage", help="the device's storage directory"),
+    pubkey: Path = typer.Option(..., "--pubkey", help="the only key images may be signed by"),
+    target: str = typer.Option("loihi2", "--target", help="loihi2 | cpu | cpu-fixed"),
+    backend: str = typer.Option("auto", "--backend",
+                                help="auto | onnx | lava | onnx-fixed | onnx-float"),
+    clock: str = typer.Option("virtual", "--clock", help="virtual | real (the plant's)"),
+    budget_w: float | None = typer.Option(None, "--budget-w", help="power budget (W)"),
+    window_s: float = typer.Option(2.0, "--window-s", help="power-budget window (s)"),
+    deadline_ms: float | None = typer.Option(None, "--deadline-ms",
+                                             help="per-chunk deadline (watchdog)"),
+) -> None:
+    """Boot as `serve` does, then fly the confirmed image on a hardware-in-the-loop plant
+    over --link (sensor frames in, actuator frames out) until the plant says bye. Prints
+    'listening on LINK'; refuses to fly an image that is on trial or did not boot."""
+    from hardware.hil.link import listen
+    from runtime.device_agent import DEFAULT_SLOT_SIZE, DeviceAgent
+    from runtime.device_storage import Storage
+    from runtime.flight import FlightConfig
+    from runtime.hil_device import serve_hil
+    from runtime.keys import load_public_key
+
+    if clock not in ("virtual", "real"):
+        raise SpikeflightError(f"--clock must be virtual or real, got {clock!r}")
+    cfg = FlightConfig(backend=backend, budget_w=budget_w, window_s=window_s,
+                       deadline_ms=deadline_ms, record_phases=False)
+    agent = DeviceAgent(Storage(storage, DEFAULT_SLOT_SIZE), load_public_key(pubkey), target,
+                        backend)
+    boot = agent.boot()
+    if agent.running is None or boot.get("state") != "confirmed":
+        raise SpikeflightError(f"nothing to fly: boot {boot.get('result')}"
+                               f"{' (' + boot['state'] + ')' if boot.get('state') else ''}"
+                               f"{'; ' + boot['reason'] if boot.get('reason') else ''}; "
+                               "flash and confirm an image first")
+    port = listen(link)
+    print(f"listening on {port.path}", flush=True)
+    try:
+        serve_hil(agent.running.policy, port, cfg, clock)
+    finally:
+        port.close()
+        agent.storage.close()
+
+
 def _slots_json(slots: dict[int, Any]) -> list[dict[str, Any]]:
     return [{"slot": s.slot, "version": s.version, "hash": s.hash.hex() if s.hash else None,
              "active": bool(s.active), "confirmed": bool(s.confirmed),

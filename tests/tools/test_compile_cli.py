@@ -100,7 +100,8 @@ def test_x0_predicting_policy_compiles_with_its_prediction_in_the_image(tmp_path
     res = cli("compile", str(run), "--target", "cpu-fixed", "--key", str(key), "-o", str(out),
               "--operating-points", "ddpm", "--ground-episodes", "1")
     assert res.returncode == 0, res.stderr
-    policy = unpack(verify_image(out.read_bytes(), load_public_key(key.with_name(key.name + ".pub"))))
+    pub = load_public_key(key.with_name(key.name + ".pub"))
+    policy = unpack(verify_image(out.read_bytes(), pub))
     assert policy.manifest["policy"]["prediction"] == "sample"
     assert policy.sampler.prediction == "sample"
 

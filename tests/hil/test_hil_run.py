@@ -1,0 +1,128 @@
+"""Hardware-in-the-loop runs: the device agent process flies its confirmed image against the
+plant over a pty; nominal equals the in-process runtime episode by episode; faults are
+handled as the scenarios promise; reports carry every measurement with its limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from junitparser import Failure, JUnitXml
+
+from hardware.hil.scenarios import NOMINAL, SCENARIOS
+from hardware.sim.registry import make_env
+from runtime.flight import FlightConfig, fly
+from runtime.hil_device import LOSS_TICKS
+from runtime.loader import load_flight_policy
+from tests.fixtures.device import cli
+from tools.hil import run_scenario
+from tools.hil_measure import measure, record, verdict
+
+SEEDS = [10_000, 10_001]
+
+
+class Recording(gym.Wrapper):
+    """Keeps the SHA-256 of the actions of every episode."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.digests: list = []
+
+    def reset(self, **kw):
+        import hashlib
+
+        self.digests.append(hashlib.sha256())
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.digests[-1].update(np.ascontiguousarray(action, "<f8").tobytes())
+        return self.env.step(action)
+
+
+def test_nominal_hil_equals_the_in_process_runtime_episode_by_episode(fleet, device_storage
+                                                                      ) -> None:
+    res = run_scenario(NOMINAL, device_storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS,
+                       backend="onnx-fixed")
+    env = Recording(make_env("hatch"))
+    runs: list = []
+    fly(load_flight_policy(fleet["A"], fleet["pub"]), env,
+        FlightConfig(backend="onnx-fixed", record_phases=False), len(SEEDS), SEEDS[0],
+        on_episode=runs.append)
+    hil = res["plant"]
+    assert [e["seed"] for e in hil] == SEEDS
+    assert [e["success"] for e in hil] == [r.success for r in runs]
+    assert [e["steps"] for e in hil] == [r.steps for r in runs]
+    assert [e["actions_sha256"] for e in hil] == [d.hexdigest() for d in env.digests]
+    assert res["device"]["link"]["bad_frames"] == 0 and all(e["held_ticks"] == 0 for e in hil)
+
+
+def test_corrupt_frames_are_dropped_counted_and_never_reach_the_policy(fleet, device_storage
+                                                                       ) -> None:
+    sc = replace(SCENARIOS["corrupt-frames"], corrupt_p=0.2)
+    res = run_scenario(sc, device_storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS[:1],
+                       backend="onnx-fixed")
+    ep, link = res["plant"][0], res["device"]["link"]
+    assert len(ep["corrupted_sensor"]) > 5 and len(ep["corrupted_actuator"]) > 5
+    assert link["bad_frames"] == len(ep["corrupted_sensor"])  # every one caught by the CRC
+    assert ep["bad_frames"] == len(ep["corrupted_actuator"])
+    delivered = {tuple(d) for d in link["delivered"]}
+    assert not delivered & {(ep["seed"], k) for k in ep["corrupted_sensor"]}
+    ms = {m.name: m for m in measure(sc, res, min_success=0.0)}
+    assert ms["corrupt_frames_acted_on"].measured_value.value == 0
+    assert verdict(ms["undetected_corruptions"]) == "PASS"
+
+
+def test_link_loss_enters_and_leaves_safe_mode(fleet, device_storage) -> None:
+    sc = SCENARIOS["link-loss"]
+    res = run_scenario(sc, device_storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS[:1],
+                       backend="onnx-fixed")
+    ep, link = res["plant"][0], res["device"]["link"]
+    assert ep["lost"] == list(range(sc.loss_start, sc.loss_start + sc.loss_ticks))
+    assert ep["held_ticks"] == sc.loss_ticks
+    assert link["safe_mode_entries"] == link["safe_mode_exits"] == 1
+    (event,) = link["events"]
+    assert event["tick"] == sc.loss_start - 1 + LOSS_TICKS
+    assert event["recovered_tick"] == sc.loss_start + sc.loss_ticks
+    assert link["safe_mode_ticks"] == sc.loss_ticks + 1 - LOSS_TICKS
+    rec = record(sc, res, measure(sc, res, min_success=0.0))
+    rows = {m["name"]: m for m in rec["measurements"]}
+    assert rows["safe_mode_entries"]["verdict"] == "PASS"
+    assert rows["unrecovered_safe_modes"]["limits"] == ["x <= 0"]
+
+
+def test_cli_reports_read_back_with_a_junit_parser(fleet, tmp_path: Path) -> None:
+    junit, report = tmp_path / "hil.xml", tmp_path / "hil.json"
+    res = cli("hil", "run", fleet["A"], "--pubkey", fleet["pub"], "--suite",
+              "nominal,sensor-noise", "-n", "1", "--backend", "onnx-fixed", "--storage",
+              tmp_path / "dev", "--min-success", "1.0", "--junit", junit, "--json", report)
+    data = json.loads(report.read_text())
+    assert [s["scenario"] for s in data["scenarios"]] == ["nominal", "sensor-noise"]
+    assert data["verdict"] == "FAIL" and res.returncode == 1  # the tiny policy never succeeds
+    assert "HIL run: FAIL" in res.stdout
+    xml = JUnitXml.fromfile(str(junit))
+    suites = list(xml)
+    n = len(data["scenarios"][0]["measurements"])
+    assert [s.name for s in suites] == ["nominal", "sensor-noise"]
+    assert all(s.tests == n for s in suites)
+    failed = [c.name for s in suites for c in s if any(isinstance(r, Failure) for r in c.result)]
+    assert failed == ["success_rate", "success_rate"]
+    success = data["scenarios"][0]["measurements"][0]
+    assert success["name"] == "success_rate" and success["verdict"] == "FAIL"
+    assert success["limits"] and "1.0" in success["limits"][0]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--suite", "nominal,meteor"], ["unknown scenario meteor", "choose from"]),
+    (["--clock", "sundial"], ["--clock must be one of virtual, real"]),
+])
+def test_bad_options_fail_in_one_line(fleet, tmp_path: Path, args: list, words: list) -> None:
+    from tests.tools.test_data_cli import assert_one_line_error
+
+    res = cli("hil", "run", fleet["A"], "--pubkey", fleet["pub"], "--storage",
+              tmp_path / "dev", *args)
+    assert_one_line_error(res, *words)
+    assert not (tmp_path / "dev").exists()
