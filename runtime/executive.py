@@ -9,12 +9,14 @@ Per chunk, in mission time t = steps x control period:
     E      = energy of the chunk from its measured spikes n (cmos45-horowitz2014 applied to
              the chunk's phases, runtime.phases)
 
-A deadline miss (watchdog) drops the late chunk and holds position for one control step;
-an environment whose step reports ``info["replan"]`` (a hardware-in-the-loop link that
-lost ticks) has the rest of the chunk dropped and a new one planned on its observation;
-a vetoed chunk (world model) holds position too. Telemetry records per chunk the channels
-latency_ms, energy_j, operating_point, backend, firing_rates, governor_state and phases
-(``runtime.phases``: per-phase operations and wall times for energy attribution), and the
+An environment's ``info["budget_scale"]`` (a brown-out) scales the governor's budget from
+that step on (``budget_log`` keeps every change). A deadline miss (watchdog) drops the late
+chunk and holds position for one control step; an environment whose step reports
+``info["replan"]`` (a hardware-in-the-loop link that lost ticks) has the rest of the chunk
+dropped and a new one planned on its observation; a vetoed chunk (world model) holds
+position too. Telemetry records per chunk the channels latency_ms, energy_j,
+operating_point, backend, firing_rates, governor_state and phases (``runtime.phases``:
+per-phase operations and wall times for energy attribution), and the
 events (fallback, deadline_miss, governor_state, safe_mode, world_model_veto, anomaly).
 Everything random comes from ``numpy.random.default_rng([seed, 0x5F])`` per episode, so an
 episode is deterministic for a given seed and backend arithmetic.
@@ -23,7 +25,7 @@ episode is deterministic for a given seed and backend arithmetic.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,23 @@ class Executive:
         self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
         self.t = 0.0  # mission time, s
         self._tables = {p.name: policy.sampler.coefficients(p.ddim_steps) for p in self.points}
+        self._base_budget = governor.budget if governor is not None else None
+        self._scale = 1.0
+        self.budget_log: list[tuple[float, float | None]] = []  # (mission s, W) cuts
+
+    def _budget_from(self, info: dict[str, Any]) -> None:
+        """Apply ``info["budget_scale"]`` (the power system's fraction of the nominal
+        budget, e.g. a brown-out; a HIL plant sends it) to the governor when it changes."""
+        scale = info.get("budget_scale")
+        if scale is None or self._base_budget is None or float(scale) == self._scale:
+            return
+        self._scale = float(scale)
+        base = self._base_budget
+        cut = replace(base, watts=None if base.watts is None else base.watts * self._scale,
+                      joules_per_episode=None if base.joules_per_episode is None
+                      else base.joules_per_episode * self._scale)
+        self.governor.set_budget(cut)
+        self.budget_log.append((self.t, cut.watts))
 
     def _safe_action(self, last: np.ndarray | None, act_dim: int) -> np.ndarray:
         """Hold position: no motion, the gripper keeps its last command."""
@@ -149,6 +168,7 @@ class Executive:
         """Fly one episode of ``env`` (gymnasium API) from ``env.reset(seed=seed)``."""
         rng = np.random.default_rng([seed, 0x5F])
         obs, info = env.reset(seed=seed)
+        self._budget_from(info)
         res = EpisodeResult(seed=seed)
         limit = max_steps or getattr(env.unwrapped, "MAX_STEPS", None) or \
             env.spec.max_episode_steps
@@ -173,6 +193,7 @@ class Executive:
                 last = action
                 res.steps += 1
                 self.t += self.dt
+                self._budget_from(info)
                 if term or trunc or res.steps >= limit:
                     res.success = bool(info.get("success", term))
                     done = True

@@ -87,12 +87,15 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
         finally:
             chain.close()
         fallbacks = len(tel.events("fallback"))
-    return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks)
+    return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks, ex.budget_log)
 
 
 def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightConfig,
               governor: PowerGovernor | None, t_end: float, backends: list[str],
-              fallbacks: int) -> dict[str, Any]:
+              fallbacks: int, budget_log: list[tuple[float, float | None]] = ()
+              ) -> dict[str, Any]:
+    """The summary dict; a window is over budget when its average power exceeds the
+    highest budget in force during it (``budget_log``: brown-outs and restorations)."""
     n = len(results)
     wins = sum(r.success for r in results)
     lat = np.concatenate([r.latencies_ms for r in results]) if results else np.zeros(0)
@@ -121,10 +124,25 @@ def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightCon
         "operating_points": points, "budget_w": cfg.budget_w,
         "budget_j_per_episode": cfg.budget_j, "window_s": cfg.window_s,
         "windows": 0, "windows_over_budget": 0, "max_window_w": 0.0,
+        "budget_changes": [list(c) for c in budget_log],
     }
     if governor is not None and cfg.budget_w is not None:
         windows = governor.windows(t_end)
-        over = [w for w in windows if w[3] > cfg.budget_w * (1 + 1e-9)]
+        def limit(t0: float, t1: float) -> float:
+            """The highest budget in force during [t0, t1): a window that straddles a cut
+            still holds the energy spent before it, and one that straddles a restoration
+            may spend up to the restored budget."""
+            watts, during = cfg.budget_w, []
+            for t, w in budget_log:
+                if w is None:
+                    continue
+                if t <= t0 + 1e-9:
+                    watts = w
+                elif t < t1 - 1e-9:
+                    during.append(w)
+            return max([watts, *during])
+
+        over = [w for w in windows if w[3] > limit(w[0], w[1]) * (1 + 1e-9)]
         out.update(windows=len(windows), windows_over_budget=len(over),
                    max_window_w=max((w[3] for w in windows), default=0.0))
     return out

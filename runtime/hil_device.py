@@ -79,7 +79,8 @@ class LinkEnv:
                 silent += timeout
                 if self.clock == "real" and silent == timeout:
                     self.c.events.append({"event": "safe_mode", "reason": "link loss",
-                                          "tick": self._tick + LOSS_TICKS, "live": True})
+                                          "seed": self._seed, "tick": self._tick + LOSS_TICKS,
+                                          "live": True})
                 if silent >= SILENT_PLANT_S:
                     raise LinkClosed(f"{self.link.path}: nothing from the plant in "
                                      f"{SILENT_PLANT_S:.0f} s")
@@ -112,10 +113,9 @@ class LinkEnv:
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         if self._start is None or (seed is not None and seed != self._seed):
             raise RuntimeError(f"reset({seed}) without the plant's start frame for it")
-        obs = self._start["obs"]
-        self._start = None
+        start, self._start = self._start, None
         self.c.delivered.append([self._seed, 0])
-        return obs, {}
+        return start["obs"], {"budget_scale": float(start.fields.get("budget_scale", 1.0))}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self.link.send(frames.encode("actuator", self._tick, self._tick * self.dt,
@@ -128,7 +128,8 @@ class LinkEnv:
             if f.type == "sensor" and f.seq > self._tick:
                 break
         gap = f.seq - self._tick - 1
-        info: dict[str, Any] = {"success": bool(f["success"])}
+        info: dict[str, Any] = {"success": bool(f["success"]),
+                                "budget_scale": float(f.fields.get("budget_scale", 1.0))}
         if gap > 0:
             self.c.gaps += 1
             self.c.lost_ticks += gap

@@ -160,23 +160,91 @@ def flash_bench(
         raise typer.Exit(1)
 
 
-def _default_images(root: Path) -> tuple[Path, Path, dict[str, int]]:
-    """The shipped hatch policy compiled for every target (2 ground episodes per
-    operating point: sizes do not depend on it); (loihi2 image, public key, sizes)."""
+@app.command("hil")
+def hil_bench(
+    image: Path | None = typer.Option(None, "--image",
+                                      help="image to fly (default: the shipped hatch policy "
+                                      "compiled for cpu-fixed)"),
+    pubkey: Path | None = typer.Option(None, "--pubkey", help="its public key (with --image)"),
+    episodes: int = typer.Option(5, "--episodes", "-n", min=1),
+    backend: str = typer.Option("onnx-fixed", "--backend"),
+) -> None:
+    """Real-time hardware-in-the-loop at 20 Hz: the device agent in its own process, the
+    plant here, over a pty and over UDP on loopback (nominal scenario); deadline-miss rate
+    and round-trip latency percentiles per link. Exit 1 if a deadline was missed."""
+    import tempfile
+
+    import numpy as np
+
+    from hardware.hil.plant import DEADLINE_FRACTION
+    from hardware.hil.scenarios import NOMINAL
+    from runtime.image import load_image, read_image
+    from tools import hil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if image is None:
+            image, pubkey = _compile_default(Path(tmp), "cpu-fixed")
+        elif pubkey is None:
+            raise SpikeflightError("--image needs --pubkey")
+        img = read_image(load_image(image))
+        target, task = img.header.target, img.manifest["task"]
+        storage = Path(tmp) / "device"
+        with console.status("flashing"):
+            hil.provision(image, pubkey, storage, target, backend)
+        rows = []
+        for link in ("serial:pty", "udp:127.0.0.1:0"):
+            with console.status(f"{episodes} real-time episodes over {link}"):
+                res = hil.run_scenario(NOMINAL, storage, pubkey, target, task,
+                                       range(10_000, 10_000 + episodes), "real", link, backend)
+            eps = res["plant"]
+            lat = np.concatenate([e["latencies_ms"] for e in eps])
+            ticks = sum(e["steps"] for e in eps)
+            rows.append((link, ticks, sum(e["deadline_misses"] for e in eps), lat,
+                         sum(e["success"] for e in eps)))
+    deadline = 50.0 * DEADLINE_FRACTION
+    table = Table("link", "ticks", "deadline misses", "miss rate", "p50 ms", "p99 ms", "max ms",
+                  "success", title=f"HIL at 20 Hz on {task} ({backend}), deadline "
+                  f"{deadline:.0f} ms into the tick")
+    for link, ticks, misses, lat, wins in rows:
+        table.add_row(link, str(ticks), str(misses), f"{misses / ticks:.2%}",
+                      f"{np.median(lat):.2f}", f"{np.percentile(lat, 99):.2f}",
+                      f"{lat.max():.2f}", f"{wins}/{episodes}")
+    console.print(table)
+    if any(r[2] for r in rows):
+        raise typer.Exit(1)
+
+
+def _compile_shipped(root: Path, target: str, private: Path) -> Path:
+    """The shipped hatch policy compiled for ``target`` (2 ground episodes per operating
+    point: enough for sizes and timing) and signed with ``private``."""
     from compiler.build import CompileOptions, compile_policy
     from policies.checkpoint import shipped
-    from runtime.image import TARGETS, write_image
-    from runtime.keys import load_private_key, save_keypair
+    from runtime.image import write_image
+    from runtime.keys import load_private_key
+
+    res = compile_policy(shipped("hatch"), CompileOptions(target=target, ground_episodes=2),
+                         load_private_key(private))
+    return write_image(root / f"hatch-{target}.sfimg", res.image)
+
+
+def _compile_default(root: Path, target: str) -> tuple[Path, Path]:
+    """(image, public key) of the shipped policy for ``target``."""
+    from runtime.keys import save_keypair
 
     private, public = save_keypair(root / "bench")
-    sizes, paths = {}, {}
+    with console.status(f"compiling the shipped policy for {target}"):
+        return _compile_shipped(root, target, private), public
+
+
+def _default_images(root: Path) -> tuple[Path, Path, dict[str, int]]:
+    """The shipped policy for every target; (loihi2 image, public key, sizes)."""
+    from runtime.image import TARGETS
+    from runtime.keys import save_keypair
+
+    private, public = save_keypair(root / "bench")
     with console.status("compiling the shipped policy for each target"):
-        for target in TARGETS:
-            res = compile_policy(shipped("hatch"), CompileOptions(target=target,
-                                 ground_episodes=2), load_private_key(private))
-            paths[target] = write_image(root / f"hatch-{target}.sfimg", res.image)
-            sizes[target] = len(res.image)
-    return paths["loihi2"], public, sizes
+        paths = {t: _compile_shipped(root, t, private) for t in TARGETS}
+    return paths["loihi2"], public, {t: p.stat().st_size for t, p in paths.items()}
 
 
 @app.command("rl")

@@ -85,6 +85,18 @@ def provision(image: Path, pubkey: Path, storage: Path, target: str,
     return res
 
 
+BROWNOUT_HEADROOM = 1.2  # default budget: the dearest operating point's power x this
+
+
+def default_budget_w(manifest: dict[str, Any], dt: float = 0.05) -> float:
+    """A power budget (W) the image's dearest operating point flies under with headroom
+    (``BROWNOUT_HEADROOM``): what a brown-out scenario cuts when no budget is given."""
+    points = manifest.get("operating_points") or []
+    if not points:
+        raise SpikeflightError("the image has no operating points: give --budget-w")
+    return BROWNOUT_HEADROOM * max(p["energy_j"] / (p["replan"] * dt) for p in points)
+
+
 def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, task: str,
                  seeds: Iterable[int], clock: str = "virtual", link: str = "serial:pty",
                  backend: str = "auto", budget_w: float | None = None,

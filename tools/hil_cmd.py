@@ -33,7 +33,9 @@ def run(
     link: str = typer.Option("serial:pty", "--link", help="serial:pty | udp:127.0.0.1:0"),
     backend: str = typer.Option("auto", "--backend",
                                 help="the device's backend (auto | onnx-fixed | ...)"),
-    budget_w: float | None = typer.Option(None, "--budget-w", help="power budget (W)"),
+    budget_w: float | None = typer.Option(None, "--budget-w",
+                                          help="power budget (W); brownout's default: 1.2 x "
+                                          "the dearest operating point's power"),
     min_success: float = typer.Option(0.8, "--min-success", min=0.0, max=1.0,
                                       help="success-rate pass limit (marginal: +0.1)"),
     junit_out: Path | None = typer.Option(None, "--junit", help="JUnit XML report"),
@@ -61,11 +63,14 @@ def run(
         console.print(f"flashed {image.name} onto the device: {res['result']}")
         records = []
         for sc in scenarios:
+            budget = budget_w
+            if budget is None and sc.brownout_tick >= 0:
+                budget = hil.default_budget_w(header.manifest)
             with progress_bar() as bar:
                 job = bar.add_task(f"hil {sc.name} on {task}", total=episodes, status="")
                 result = hil.run_scenario(sc, storage, pubkey, target, task,
                                           range(seed, seed + episodes), clock, link, backend,
-                                          budget_w, on_episode=episode_counter(bar, job))
+                                          budget, on_episode=episode_counter(bar, job))
             ms = hil_measure.measure(sc, result, min_success, clock)
             records.append(hil_measure.record(sc, result, ms))
     overall = hil_measure.worst([r["verdict"] for r in records])

@@ -9,9 +9,11 @@ Every payload has ``type``, ``seq`` (the control tick of the episode, 0 at reset
 (the plant's mission time, s). Types and their fields:
 
 - ``start`` (plant -> device): ``seed``, ``obs`` (float64 bytes), ``max_steps``,
-  ``act_dim``, ``dt`` (s): an episode begins; the device answers with ``actuator`` seq 0.
-- ``sensor`` (plant -> device): ``obs``, ``term``, ``trunc``, ``success``: the plant's
-  state after tick ``seq``; unless the episode ended, the device answers ``actuator`` with
+  ``act_dim``, ``dt`` (s), ``budget_scale``: an episode begins; the device answers with
+  ``actuator`` seq 0.
+- ``sensor`` (plant -> device): ``obs``, ``term``, ``trunc``, ``success``,
+  ``budget_scale`` (the fraction of the nominal power budget granted): the plant's state
+  after tick ``seq``; unless the episode ended, the device answers ``actuator`` with
   the same ``seq``.
 - ``actuator`` (device -> plant): ``action`` (float64 bytes), ``planned`` (bool: the
   action's chunk was planned on this tick's observation).

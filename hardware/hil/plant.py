@@ -66,6 +66,7 @@ class Plant:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
         self.link, self.env, self.s, self.clock, self.dt = link, env, scenario, clock, dt
         self.report: dict[str, Any] | None = None
+        self.run_ticks = 0  # control ticks over all episodes so far
 
     def run(self, seeds: Iterable[int],
             on_episode: Callable[[PlantEpisode], None] | None = None) -> list[PlantEpisode]:
@@ -101,7 +102,8 @@ class Plant:
         t_start = time.monotonic()
         sent = self._send_timed(frames.encode(
             "start", 0, 0.0, seed=seed, obs=faults.sense(obs), max_steps=int(limit),
-            act_dim=int(act_dim), dt=self.dt), tick=0, t_start=t_start)
+            act_dim=int(act_dim), dt=self.dt, budget_scale=self.s.budget_scale(self.run_ticks)),
+            tick=0, t_start=t_start)
         delivered, k = True, 0
         while True:
             action = self._answer(k, delivered, sent, t_start, faults, ep)
@@ -114,12 +116,14 @@ class Plant:
             digest.update(np.ascontiguousarray(action, "<f8").tobytes())
             obs, _, term, trunc, info = env.step(action)
             k += 1
+            self.run_ticks += 1
             ep.steps = k
             done = bool(term or trunc or k >= limit)
             success = bool(info.get("success", term)) if done else False
             payload = frames.payload("sensor", k, k * self.dt, obs=faults.sense(obs),
                                      term=bool(term), trunc=bool(trunc or k >= limit),
-                                     success=success)
+                                     success=success,
+                                     budget_scale=self.s.budget_scale(self.run_ticks))
             delivered = not self.s.lost(k)
             if not delivered:
                 ep.lost.append(k)

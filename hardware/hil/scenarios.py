@@ -19,6 +19,11 @@ given episode seed in every run.
   ticks, is in safe mode until a sensor frame arrives again, then plans afresh.
 - ``actuator-saturation``: the arm's motion commands saturate at ``saturation`` of their
   range (the gripper command is unchanged).
+- ``brownout``: from tick ``brownout_tick`` of the run (counted over its episodes) the
+  power system grants only ``brownout_scale`` of the nominal power budget, for the rest of
+  the run (sent in every sensor and start frame as ``budget_scale``). The device's
+  governor degrades or holds in safe mode; no power window may exceed the budget in
+  force.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from hardware.errors import SpikeflightError
 class Scenario:
     """A named fault model: noise std (observation units), dropout and corruption
     probabilities per frame, the lost ticks ``[loss_start, loss_start + loss_ticks)`` and the
-    actuator saturation (fraction of the command range; ``None``: none)."""
+    actuator saturation (fraction of the command range; ``None``: none), and the tick of
+    the run (counted over all its episodes) from which the power budget is
+    ``brownout_scale`` of nominal (-1: never)."""
 
     name: str
     noise_std: float = 0.0
@@ -43,11 +50,17 @@ class Scenario:
     corrupt_p: float = 0.0
     loss_start: int = 0
     loss_ticks: int = 0
+    brownout_tick: int = -1
+    brownout_scale: float = 1.0
 
     def params(self) -> dict[str, float | int | None]:
         """The fault parameters that differ from nominal."""
         base = asdict(NOMINAL)
         return {k: v for k, v in asdict(self).items() if k != "name" and v != base[k]}
+
+    def budget_scale(self, tick: int) -> float:
+        """The fraction of the nominal power budget granted at ``tick`` of the run."""
+        return self.brownout_scale if 0 <= self.brownout_tick <= tick else 1.0
 
     def lost(self, tick: int) -> bool:
         """Whether the link is down at ``tick``."""
@@ -62,6 +75,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("corrupt-frames", corrupt_p=0.05),
     Scenario("link-loss", loss_start=30, loss_ticks=10),
     Scenario("actuator-saturation", saturation=0.5),
+    Scenario("brownout", brownout_tick=20, brownout_scale=0.3),
 )}
 
 

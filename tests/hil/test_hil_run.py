@@ -126,3 +126,21 @@ def test_bad_options_fail_in_one_line(fleet, tmp_path: Path, args: list, words: 
               tmp_path / "dev", *args)
     assert_one_line_error(res, *words)
     assert not (tmp_path / "dev").exists()
+
+
+def test_brownout_cuts_the_budget_and_no_window_goes_over_it(fleet, device_storage) -> None:
+    from runtime.image import load_image, read_image
+    from tools.hil import default_budget_w
+
+    sc = SCENARIOS["brownout"]
+    budget = default_budget_w(read_image(load_image(fleet["A"])).manifest)
+    res = run_scenario(sc, device_storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS[:1],
+                       backend="onnx-fixed", budget_w=budget)
+    dev = res["device"]
+    (t_cut, watts), = dev["budget_changes"]
+    assert t_cut == pytest.approx(sc.brownout_tick * 0.05) and watts == pytest.approx(
+        budget * sc.brownout_scale)
+    assert dev["windows"] > 3 and dev["windows_over_budget"] == 0
+    assert dev["safe_steps"] > 0  # the tiny image's one operating point no longer fits
+    ms = {m.name: m for m in measure(sc, res, min_success=0.0)}
+    assert verdict(ms["windows_over_budget"]) == "PASS"
