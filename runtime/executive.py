@@ -13,11 +13,12 @@ An environment's ``info["budget_scale"]`` (a brown-out) scales the governor's bu
 that step on (``budget_log`` keeps every change). A deadline miss (watchdog) drops the late
 chunk and holds position for one control step; an environment whose step reports
 ``info["replan"]`` (a hardware-in-the-loop link that lost ticks) has the rest of the chunk
-dropped and a new one planned on its observation; a vetoed chunk (world model) holds
+dropped and a new one planned on its observation; a vetoed chunk (world model) and one
+that fails the optional ``plausible(chunk, rates)`` check (``runtime.scrubber``) hold
 position too. Telemetry records per chunk the channels latency_ms, energy_j,
 operating_point, backend, firing_rates, governor_state and phases (``runtime.phases``:
-per-phase operations and wall times for energy attribution), and the
-events (fallback, deadline_miss, governor_state, safe_mode, world_model_veto, anomaly).
+per-phase operations and wall times for energy attribution), and the events (fallback,
+deadline_miss, governor_state, safe_mode, world_model_veto, implausible_output, anomaly).
 Everything random comes from ``numpy.random.default_rng([seed, 0x5F])`` per episode, so an
 episode is deterministic for a given seed and backend arithmetic.
 """
@@ -25,6 +26,7 @@ episode is deterministic for a given seed and backend arithmetic.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -75,12 +77,14 @@ class Executive:
     def __init__(self, policy: FlightPolicy, chain: FallbackChain, telemetry: Telemetry,
                  governor: PowerGovernor | None = None, watchdog: Watchdog | None = None,
                  guard: WorldModelGuard | None = None,
-                 control_dt_s: float = CONTROL_DT_S, record_phases: bool = True) -> None:
+                 control_dt_s: float = CONTROL_DT_S, record_phases: bool = True,
+                 plausible: Callable[[np.ndarray, list[float]], bool] | None = None) -> None:
         self.policy, self.chain, self.telemetry = policy, chain, telemetry
         self.governor, self.watchdog = governor, watchdog
         self.guard = guard or NoGuard()
         self.dt = control_dt_s
         self.record_phases = record_phases
+        self.plausible = plausible
         self.layout = policy.layout()
         self.points = operating_points(policy)
         self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
@@ -151,6 +155,9 @@ class Executive:
             res.deadline_misses += 1
             return None
         chunk = unnormalise(x0, self.policy.act_lo, self.policy.act_hi, self.policy.chunk)[0]
+        if self.plausible is not None and not self.plausible(chunk, rates):
+            tel.event("implausible_output", severity="warning")
+            return None
         t2 = time.perf_counter()
         verdict = self.guard.screen(obs, chunk)
         if self.record_phases:

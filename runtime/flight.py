@@ -18,7 +18,7 @@ import numpy as np
 
 from hardware.energy import CMOS45
 from hardware.stats import wilson_interval
-from runtime.backends import chain_for
+from runtime.backends import FallbackChain, chain_for
 from runtime.executive import CONTROL_DT_S, EpisodeResult, Executive, operating_points
 from runtime.governor import Budget, PowerGovernor
 from runtime.loader import FlightPolicy
@@ -60,9 +60,13 @@ def fly(policy: FlightPolicy, env: Any, cfg: FlightConfig, episodes: int, seed0:
 
 def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable[int],
               on_episode: Callable[[EpisodeResult], None] | None = None,
-              telemetry: Telemetry | None = None) -> dict[str, Any]:
+              telemetry: Telemetry | None = None, chain: FallbackChain | None = None,
+              plausible: Callable[[np.ndarray, list[float]], bool] | None = None
+              ) -> dict[str, Any]:
     """``fly`` over the episode seeds ``seeds`` (an iterable that may be a generator, e.g.
-    the episodes a hardware-in-the-loop plant announces)."""
+    the episodes a hardware-in-the-loop plant announces); ``chain``: backends the caller
+    made (default: ``chain_for`` the configured backend); ``plausible``: the executive's
+    output check."""
     governor = None
     with telemetry or Telemetry(cfg.telemetry) as tel:
         budget = cfg.budget()
@@ -71,11 +75,11 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
                                      control_dt_s=cfg.control_dt_s, on_event=tel.event)
         watchdog = (Watchdog(cfg.deadline_ms / 1e3, on_event=tel.event)
                     if cfg.deadline_ms is not None else None)
-        chain = chain_for(policy, cfg.backend, on_event=tel.event)
+        chain = chain or chain_for(policy, cfg.backend, on_event=tel.event)
         backends = [chain.current.name]
         try:
             ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s,
-                           record_phases=cfg.record_phases)
+                           record_phases=cfg.record_phases, plausible=plausible)
             results = []
             for seed in seeds:
                 res = ex.run_episode(env, seed)

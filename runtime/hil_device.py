@@ -19,7 +19,7 @@ noticed live, ``LOSS_TICKS`` control periods after the last frame.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -30,8 +30,10 @@ import numpy as np
 from hardware.hil import frames
 from hardware.hil.frames import BadFrame, Frame
 from hardware.hil.link import FrameLink, LinkClosed
+from runtime.backends import chain_for
 from runtime.flight import FlightConfig, fly_seeds
 from runtime.loader import FlightPolicy
+from runtime.scrubber import WeightMemory
 
 LOSS_TICKS = 3  # silent control ticks before the device counts the link as lost
 SILENT_PLANT_S = 600.0  # a plant that sends nothing in this long has gone
@@ -55,8 +57,10 @@ class LinkCounters:
 class LinkEnv:
     """A plant seen through ``link`` (see the module docstring)."""
 
-    def __init__(self, link: FrameLink, clock: str = "virtual") -> None:
+    def __init__(self, link: FrameLink, clock: str = "virtual",
+                 on_tick: Callable[[], None] | None = None) -> None:
         self.link, self.clock = link, clock
+        self.on_tick = on_tick or (lambda: None)
         self.c = LinkCounters()
         self.unwrapped = self
         self.spec = None
@@ -128,6 +132,8 @@ class LinkEnv:
             if f.type == "sensor" and f.seq > self._tick:
                 break
         gap = f.seq - self._tick - 1
+        for _ in range(gap + 1):  # the device's background work runs every control tick
+            self.on_tick()
         info: dict[str, Any] = {"success": bool(f["success"]),
                                 "budget_scale": float(f.fields.get("budget_scale", 1.0))}
         if gap > 0:
@@ -148,20 +154,31 @@ class LinkEnv:
 
 
 def serve_hil(policy: FlightPolicy, link: FrameLink, cfg: FlightConfig,
-              clock: str = "virtual") -> dict[str, Any]:
-    """Fly ``policy`` on the plant behind ``link`` until it says ``bye``; answer with a
-    ``report`` frame holding the summary (``runtime.flight``), the per-episode results and
-    the link counters, and return that summary."""
+              clock: str = "virtual", seu_rate_hz: float = 0.0, scrub_ticks: int = 10,
+              seed: int = 0) -> dict[str, Any]:
+    """Fly ``policy`` on the plant behind ``link`` until it says ``bye``, its weight memory
+    scrubbed every ``scrub_ticks`` ticks (``runtime.scrubber``; ``seu_rate_hz`` > 0 injects
+    upsets); answer with a ``report`` frame holding the summary (``runtime.flight``), the
+    per-episode results, the link and memory counters, and return that summary."""
     episodes: list[dict[str, Any]] = []
-    env = LinkEnv(link, clock)
+    chain = chain_for(policy, cfg.backend)
+
+    def restart() -> None:
+        chain.current.close()
+        chain.current.start()
+
+    memory = WeightMemory(policy, restart, scrub_ticks, seu_rate_hz, seed=seed)
+    env = LinkEnv(link, clock, on_tick=memory.on_tick)
 
     def on_episode(res: Any) -> None:
         episodes.append({"seed": res.seed, "success": res.success, "steps": res.steps,
                          "chunks": res.chunks, "energy_j": res.energy_j,
                          "safe_steps": res.safe_steps, "deadline_misses": res.deadline_misses})
 
-    summary = fly_seeds(policy, env, cfg, env.episodes(), on_episode=on_episode)
-    summary = {**summary, "episodes_detail": episodes, "link": vars(env.c)}
+    summary = fly_seeds(policy, env, cfg, env.episodes(), on_episode=on_episode, chain=chain,
+                        plausible=memory.plausible)
+    summary = {**summary, "episodes_detail": episodes, "link": vars(env.c),
+               "memory": memory.c.to_dict()}
     link.send(frames.encode("report", 0, 0.0, summary=summary))
     with suppress(LinkClosed):  # a pty drops what the plant has not read once this end
         link.recv(REPORT_ACK_S)  # closes: wait for its acknowledgement

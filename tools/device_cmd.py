@@ -80,6 +80,12 @@ def fly(
     window_s: float = typer.Option(2.0, "--window-s", help="power-budget window (s)"),
     deadline_ms: float | None = typer.Option(None, "--deadline-ms",
                                              help="per-chunk deadline (watchdog)"),
+    scrub_ticks: int = typer.Option(10, "--scrub-ticks", min=1,
+                                    help="weight-memory scrub period (control ticks)"),
+    inject_seu_hz: float = typer.Option(0.0, "--inject-seu-hz", min=0.0,
+                                        help="test hook: bit flips per second injected into "
+                                        "the weight memory"),
+    seed: int = typer.Option(0, "--seed", help="seed of the injected upsets"),
 ) -> None:
     """Boot as `serve` does, then fly the confirmed image on a hardware-in-the-loop plant
     over --link (sensor frames in, actuator frames out) until the plant says bye. Prints
@@ -106,7 +112,7 @@ def fly(
     port = listen(link)
     print(f"listening on {port.path}", flush=True)
     try:
-        serve_hil(agent.running.policy, port, cfg, clock)
+        serve_hil(agent.running.policy, port, cfg, clock, inject_seu_hz, scrub_ticks, seed)
     finally:
         port.close()
         agent.storage.close()

@@ -108,6 +108,8 @@ def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, t
             "--target", target, "--backend", backend, "--clock", clock]
     if budget_w is not None:
         args += ["--budget-w", repr(budget_w)]
+    if scenario.seu_rate_hz:
+        args += ["--inject-seu-hz", repr(scenario.seu_rate_hz)]
     env = make_env(task)
     log = storage.parent / f"{storage.name}.{scenario.name}.log"
     try:

@@ -21,6 +21,10 @@ takes its worst measurement's verdict and a run its worst scenario's.
 | unrecovered_safe_modes | entries | 0 | - |
 | time_in_safe_mode_s | s | recorded | - |
 | windows_over_budget | windows | 0 | - |
+| upsets_injected | upsets | recorded (seu) | - |
+| undetected_upsets, unrepaired_upsets | upsets | 0 | - |
+| detection_latency_max_s | s | <= one scrub period | - |
+| implausible_chunks | chunks | recorded (held by the plausibility check) | - |
 
 Round-trip latency is measured at the plant, from sending a frame to receiving its answer:
 the device's planning (a chunk's denoising on its backend) plus the link both ways.
@@ -37,6 +41,7 @@ from openhtf.core.measurements import Measurement
 from hardware.hil.plant import DEADLINE_FRACTION
 from hardware.hil.scenarios import Scenario
 from runtime.hil_device import LOSS_TICKS
+from runtime.scrubber import SCRUB_TICKS
 
 VERDICTS = ("PASS", "MARGINAL", "FAIL")
 
@@ -51,7 +56,8 @@ def _m(name: str, units: str, value: Any, **limits: float) -> Measurement:
 
 
 def measure(scenario: Scenario, result: dict[str, Any], min_success: float,
-            clock: str = "virtual", dt: float = 0.05) -> list[Measurement]:
+            clock: str = "virtual", dt: float = 0.05,
+            scrub_ticks: int = SCRUB_TICKS) -> list[Measurement]:
     """The scenario's measurements from ``tools.hil.run_scenario``'s result (latency limits
     apply with the real clock only: in lock-step nothing waits for the wall clock)."""
     plant, dev = result["plant"], result["device"]
@@ -88,6 +94,16 @@ def measure(scenario: Scenario, result: dict[str, Any], min_success: float,
            maximum=0),
         _m("time_in_safe_mode_s", "s", link["safe_mode_ticks"] * dt),
         _m("windows_over_budget", "", dev["windows_over_budget"], maximum=0),
+    ]
+    mem = dev["memory"]
+    lat_ticks = mem["detection_latency_ticks"]
+    out += [
+        _m("upsets_injected", "", mem["upsets_injected"]),
+        _m("undetected_upsets", "", mem["upsets_injected"] - mem["upsets_detected"], maximum=0),
+        _m("unrepaired_upsets", "", mem["upsets_injected"] - mem["upsets_repaired"], maximum=0),
+        _m("detection_latency_max_s", "s", max(lat_ticks, default=0) * dt,
+           maximum=scrub_ticks * dt),
+        _m("implausible_chunks", "", mem["implausible_chunks"]),
     ]
     return out
 

@@ -24,6 +24,10 @@ given episode seed in every run.
   the run (sent in every sensor and start frame as ``budget_scale``). The device's
   governor degrades or holds in safe mode; no power window may exceed the budget in
   force.
+- ``seu``: single-event upsets, ``seu_rate_hz`` random bit flips per second in the device's
+  weight memory (injected by the device, ``device fly --inject-seu-hz``); its scrubber
+  (``runtime/scrubber.py``) must detect and repair every one within a scrub period, and
+  its output plausibility check guards the chunks in between.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class Scenario:
     probabilities per frame, the lost ticks ``[loss_start, loss_start + loss_ticks)`` and the
     actuator saturation (fraction of the command range; ``None``: none), and the tick of
     the run (counted over all its episodes) from which the power budget is
-    ``brownout_scale`` of nominal (-1: never)."""
+    ``brownout_scale`` of nominal (-1: never); ``seu_rate_hz``: upsets per second injected
+    into the device's weight memory."""
 
     name: str
     noise_std: float = 0.0
@@ -52,6 +57,7 @@ class Scenario:
     loss_ticks: int = 0
     brownout_tick: int = -1
     brownout_scale: float = 1.0
+    seu_rate_hz: float = 0.0
 
     def params(self) -> dict[str, float | int | None]:
         """The fault parameters that differ from nominal."""
@@ -76,6 +82,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("link-loss", loss_start=30, loss_ticks=10),
     Scenario("actuator-saturation", saturation=0.5),
     Scenario("brownout", brownout_tick=20, brownout_scale=0.3),
+    Scenario("seu", seu_rate_hz=1.0),
 )}
 
 

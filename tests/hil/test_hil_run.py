@@ -144,3 +144,16 @@ def test_brownout_cuts_the_budget_and_no_window_goes_over_it(fleet, device_stora
     assert dev["safe_steps"] > 0  # the tiny image's one operating point no longer fits
     ms = {m.name: m for m in measure(sc, res, min_success=0.0)}
     assert verdict(ms["windows_over_budget"]) == "PASS"
+
+
+def test_seu_every_upset_detected_and_repaired_within_a_scrub_period(fleet, device_storage
+                                                                     ) -> None:
+    sc = replace(SCENARIOS["seu"], seu_rate_hz=4.0)
+    res = run_scenario(sc, device_storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS[:1],
+                       backend="onnx-fixed")
+    mem = res["device"]["memory"]
+    assert mem["upsets_injected"] > 20
+    assert mem["upsets_detected"] == mem["upsets_repaired"] == mem["upsets_injected"]
+    assert max(mem["detection_latency_ticks"]) < 10  # the default scrub period
+    rows = {m.name: verdict(m) for m in measure(sc, res, min_success=0.0)}
+    assert rows["undetected_upsets"] == rows["detection_latency_max_s"] == "PASS"
