@@ -25,6 +25,7 @@ takes its worst measurement's verdict and a run its worst scenario's.
 | undetected_upsets, unrepaired_upsets | upsets | 0 | - |
 | detection_latency_max_s | s | <= one scrub period | - |
 | implausible_chunks | chunks | recorded (held by the plausibility check) | - |
+| impulses | kicks | recorded (disturbance: velocity kicks given to drifting bodies) | - |
 
 Round-trip latency is measured at the plant, from sending a frame to receiving its answer:
 the device's planning (a chunk's denoising on its backend) plus the link both ways.
@@ -104,6 +105,7 @@ def measure(scenario: Scenario, result: dict[str, Any], min_success: float,
         _m("detection_latency_max_s", "s", max(lat_ticks, default=0) * dt,
            maximum=scrub_ticks * dt),
         _m("implausible_chunks", "", mem["implausible_chunks"]),
+        _m("impulses", "", sum(e["impulses"] for e in plant)),
     ]
     return out
 

@@ -51,6 +51,7 @@ class PlantEpisode:
     corrupted_actuator: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
     bad_frames: int = 0
+    impulses: int = 0
     actions_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +116,7 @@ class Plant:
             held[-1] = action[-1]
             digest.update(np.ascontiguousarray(action, "<f8").tobytes())
             obs, _, term, trunc, info = env.step(action)
+            ep.impulses += faults.disturb(env, k)
             k += 1
             self.run_ticks += 1
             ep.steps = k

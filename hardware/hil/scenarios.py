@@ -28,12 +28,18 @@ given episode seed in every run.
   weight memory (injected by the device, ``device fly --inject-seu-hz``); its scrubber
   (``runtime/scrubber.py``) must detect and repair every one within a scrub period, and
   its output plausibility check guards the chunks in between.
+- ``disturbance``: every ``impulse_every`` ticks each free-drifting body of the task (every
+  free joint but the gripper's: stow's payload, cap's container and lid, panel's plug,
+  drawer's item; hatch has none) gets a velocity change of ``impulse_mps`` in a random
+  direction, as a bump from the crew or a thruster firing would give it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import mujoco
 import numpy as np
 
 from hardware.errors import SpikeflightError
@@ -46,7 +52,8 @@ class Scenario:
     actuator saturation (fraction of the command range; ``None``: none), and the tick of
     the run (counted over all its episodes) from which the power budget is
     ``brownout_scale`` of nominal (-1: never); ``seu_rate_hz``: upsets per second injected
-    into the device's weight memory."""
+    into the device's weight memory; every ``impulse_every`` ticks (0: never) each drifting
+    body gets a velocity kick of ``impulse_mps`` in a random direction."""
 
     name: str
     noise_std: float = 0.0
@@ -58,6 +65,8 @@ class Scenario:
     brownout_tick: int = -1
     brownout_scale: float = 1.0
     seu_rate_hz: float = 0.0
+    impulse_every: int = 0
+    impulse_mps: float = 0.0
 
     def params(self) -> dict[str, float | int | None]:
         """The fault parameters that differ from nominal."""
@@ -83,6 +92,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("actuator-saturation", saturation=0.5),
     Scenario("brownout", brownout_tick=20, brownout_scale=0.3),
     Scenario("seu", seu_rate_hz=1.0),
+    Scenario("disturbance", impulse_every=40, impulse_mps=0.03),
 )}
 
 
@@ -124,6 +134,23 @@ class Faults:
         bit = int(self.rng.integers(len(out) * 8))
         out[bit // 8] ^= 1 << (bit % 8)
         return bytes(out)
+
+    def disturb(self, env: Any, tick: int) -> int:
+        """Kick the drifting bodies of ``env`` (a cabin task) at ``tick`` if due; how many
+        bodies were kicked."""
+        if not self.s.impulse_every or tick % self.s.impulse_every:
+            return 0
+        u = env.unwrapped
+        m = u.model
+        kicked = 0
+        for j in range(m.njnt):
+            if m.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE or m.joint(j).name == "gripper":
+                continue
+            d = self.rng.normal(size=3)
+            adr = m.jnt_dofadr[j]
+            u.data.qvel[adr:adr + 3] += self.s.impulse_mps * d / np.linalg.norm(d)
+            kicked += 1
+        return kicked
 
     def actuate(self, action: np.ndarray) -> np.ndarray:
         """The command the actuators carry out."""
