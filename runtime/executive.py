@@ -67,6 +67,8 @@ class EpisodeResult:
     chunks: int = 0
     energy_j: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    chunk_t_s: list[float] = field(default_factory=list)  # mission time of every chunk
+    chunk_energy_j: list[float] = field(default_factory=list)
     points: dict[str, int] = field(default_factory=dict)
     safe_steps: int = 0
     deadline_misses: int = 0
@@ -136,6 +138,8 @@ class Executive:
         res.chunks += 1
         res.energy_j += energy
         res.latencies_ms.append(latency)
+        res.chunk_t_s.append(self.t)
+        res.chunk_energy_j.append(energy)
         res.points[op.name] = res.points.get(op.name, 0) + 1
         rates = []
         if spikes is not None:

@@ -9,7 +9,7 @@ per chunk and per episode and the average power, all labelled with the energy mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,23 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
     return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks, ex.budget_log)
 
 
+def window_limit(budget_w: float, budget_log: Iterable[Sequence[Any]], t0: float,
+                 t1: float) -> float:
+    """The highest budget (W) in force during the window [t0, t1) (s), from the nominal
+    ``budget_w`` and the ``(mission s, W)`` changes in ``budget_log``: a window that
+    straddles a cut still holds the energy spent before it, and one that straddles a
+    restoration may spend up to the restored budget."""
+    watts, during = budget_w, []
+    for t, w in budget_log:
+        if w is None:
+            continue
+        if t <= t0 + 1e-9:
+            watts = w
+        elif t < t1 - 1e-9:
+            during.append(w)
+    return max([watts, *during])
+
+
 def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightConfig,
               governor: PowerGovernor | None, t_end: float, backends: list[str],
               fallbacks: int, budget_log: list[tuple[float, float | None]] = ()
@@ -132,21 +149,8 @@ def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightCon
     }
     if governor is not None and cfg.budget_w is not None:
         windows = governor.windows(t_end)
-        def limit(t0: float, t1: float) -> float:
-            """The highest budget in force during [t0, t1): a window that straddles a cut
-            still holds the energy spent before it, and one that straddles a restoration
-            may spend up to the restored budget."""
-            watts, during = cfg.budget_w, []
-            for t, w in budget_log:
-                if w is None:
-                    continue
-                if t <= t0 + 1e-9:
-                    watts = w
-                elif t < t1 - 1e-9:
-                    during.append(w)
-            return max([watts, *during])
-
-        over = [w for w in windows if w[3] > limit(w[0], w[1]) * (1 + 1e-9)]
+        over = [w for w in windows
+                if w[3] > window_limit(cfg.budget_w, budget_log, w[0], w[1]) * (1 + 1e-9)]
         out.update(windows=len(windows), windows_over_budget=len(over),
                    max_window_w=max((w[3] for w in windows), default=0.0))
     return out

@@ -173,7 +173,8 @@ def serve_hil(policy: FlightPolicy, link: FrameLink, cfg: FlightConfig,
     def on_episode(res: Any) -> None:
         episodes.append({"seed": res.seed, "success": res.success, "steps": res.steps,
                          "chunks": res.chunks, "energy_j": res.energy_j,
-                         "safe_steps": res.safe_steps, "deadline_misses": res.deadline_misses})
+                         "safe_steps": res.safe_steps, "deadline_misses": res.deadline_misses,
+                         "chunk_t_s": res.chunk_t_s, "chunk_energy_j": res.chunk_energy_j})
 
     summary = fly_seeds(policy, env, cfg, env.episodes(), on_episode=on_episode, chain=chain,
                         plausible=memory.plausible)

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 from tools.progress import console, episode_counter, progress_bar
 
@@ -40,6 +41,8 @@ def run(
                                       help="success-rate pass limit (marginal: +0.1)"),
     junit_out: Path | None = typer.Option(None, "--junit", help="JUnit XML report"),
     json_out: Path | None = typer.Option(None, "--json", help="JSON report"),
+    plot_out: Path | None = typer.Option(None, "--plot", help="PNG: latency and events, "
+                                         "power against budget, per scenario"),
 ) -> None:
     """Fly the device's confirmed image in its own process over a framed link (COBS, CRC-32)
     against the task's plant under each scenario's faults; print a summary table; exit 1
@@ -61,7 +64,7 @@ def run(
         storage = storage or Path(tmp) / "device"
         res = hil.provision(image, pubkey, storage, target, backend)
         console.print(f"flashed {image.name} onto the device: {res['result']}")
-        records = []
+        records, results = [], []
         for sc in scenarios:
             budget = budget_w
             if budget is None and sc.brownout_tick >= 0:
@@ -73,14 +76,20 @@ def run(
                                           budget, on_episode=episode_counter(bar, job))
             ms = hil_measure.measure(sc, result, min_success, clock)
             records.append(hil_measure.record(sc, result, ms))
+            results.append((sc.name, result))
     overall = hil_measure.worst([r["verdict"] for r in records])
     report = {"verdict": overall, "image": str(image), "task": task, "target": target,
               "clock": clock, "link": link, "episodes": episodes, "seed": seed,
               "scenarios": records}
-    if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=1, default=float))
-    if junit_out is not None:
-        junit_out.write_text(hil_measure.junit(records))
+    for path, text in ((json_out, lambda: json.dumps(report, indent=1, default=float)),
+                       (junit_out, lambda: hil_measure.junit(records))):
+        if path is not None:
+            with AtomicFile(path) as tmp:
+                tmp.write_text(text())
+    if plot_out is not None:
+        from tools.hil_plot import plot
+
+        plot(results, plot_out, f"HIL: {image.name} on {task}, {clock} clock, {link}")
     _print(records, overall)
     if overall == "FAIL":
         raise typer.Exit(1)

@@ -45,6 +45,7 @@ class PlantEpisode:
     success: bool = False
     steps: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    latency_ticks: list[int] = field(default_factory=list)  # the tick of every latency
     deadline_misses: int = 0
     held_ticks: int = 0
     corrupted_sensor: list[int] = field(default_factory=list)
@@ -184,4 +185,5 @@ class Plant:
                         ep.bad_frames += 1
                         return None
                 ep.latencies_ms.append((time.monotonic() - sent) * 1e3)
+                ep.latency_ticks.append(k)
                 return f["action"]

@@ -95,10 +95,15 @@ def test_link_loss_enters_and_leaves_safe_mode(fleet, device_storage) -> None:
 
 
 def test_cli_reports_read_back_with_a_junit_parser(fleet, tmp_path: Path) -> None:
-    junit, report = tmp_path / "hil.xml", tmp_path / "hil.json"
+    junit, report, png = tmp_path / "hil.xml", tmp_path / "hil.json", tmp_path / "p/hil.png"
     res = cli("hil", "run", fleet["A"], "--pubkey", fleet["pub"], "--suite",
               "nominal,sensor-noise", "-n", "1", "--backend", "onnx-fixed", "--storage",
-              tmp_path / "dev", "--min-success", "1.0", "--junit", junit, "--json", report)
+              tmp_path / "dev", "--min-success", "1.0", "--junit", junit, "--json", report,
+              "--plot", png)
+    from PIL import Image
+
+    with Image.open(png) as im:  # a row per scenario
+        assert im.format == "PNG" and im.size == (1200, 640)
     data = json.loads(report.read_text())
     assert [s["scenario"] for s in data["scenarios"]] == ["nominal", "sensor-noise"]
     assert data["verdict"] == "FAIL" and res.returncode == 1  # the tiny policy never succeeds
