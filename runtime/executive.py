@@ -7,7 +7,8 @@ Per chunk, in mission time t = steps x control period:
     x0, n  = backend chain .chunk(obs, x, ks_op, coef_op, z)   one call where possible
     chunk  = unnormalise(x0)                          -> world-model guard -> actuators
     E      = energy of the chunk from its measured spikes n (cmos45-horowitz2014 applied to
-             the chunk's phases, runtime.phases)
+             the chunk's phases, runtime.phases), or with a ``reading`` the rail energy a
+             replayed board trace holds for the planning tick (runtime.power_reading)
 
 An environment's ``info["budget_scale"]`` (a brown-out) scales the governor's budget from
 that step on (``budget_log`` keeps every change). A deadline miss (watchdog) drops the late
@@ -38,6 +39,7 @@ from runtime.backends import FallbackChain
 from runtime.governor import OperatingPoint, PowerGovernor
 from runtime.loader import FlightPolicy
 from runtime.phases import chunk_phases, compute_phases
+from runtime.power_reading import TraceReading
 from runtime.sampler import unnormalise
 from runtime.telemetry import Telemetry
 from runtime.watchdog import Watchdog
@@ -80,8 +82,11 @@ class Executive:
                  governor: PowerGovernor | None = None, watchdog: Watchdog | None = None,
                  guard: WorldModelGuard | None = None,
                  control_dt_s: float = CONTROL_DT_S, record_phases: bool = True,
-                 plausible: Callable[[np.ndarray, list[float]], bool] | None = None) -> None:
+                 plausible: Callable[[np.ndarray, list[float]], bool] | None = None,
+                 reading: TraceReading | None = None) -> None:
         self.policy, self.chain, self.telemetry = policy, chain, telemetry
+        self.reading = reading
+        self.energy_source = reading.source if reading is not None else CMOS45.name
         self.governor, self.watchdog = governor, watchdog
         self.guard = guard or NoGuard()
         self.dt = control_dt_s
@@ -135,6 +140,8 @@ class Executive:
         spikes = None if step_spikes is None else np.asarray(step_spikes).sum(0)
         work = compute_phases(self.layout, ks, step_spikes, t1 - t0)
         energy = sum(CMOS45_MODEL.joules(p) for p in work)
+        if self.reading is not None:  # what the rail's sensor read instead of the model
+            energy = self.reading.chunk_j(self.t, self.dt)
         res.chunks += 1
         res.energy_j += energy
         res.latencies_ms.append(latency)
@@ -150,7 +157,7 @@ class Executive:
             self.governor.record(self.t, energy)
         tel = self.telemetry
         tel.channel("latency_ms", latency)
-        tel.channel("energy_j", energy, source=CMOS45.name, mission_s=self.t)
+        tel.channel("energy_j", energy, source=self.energy_source, mission_s=self.t)
         tel.channel("operating_point", op.name, mission_s=self.t)
         tel.channel("backend", self.chain.current.name)
         if rates:

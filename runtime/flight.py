@@ -2,9 +2,10 @@
 ``spikeflight run``, ``make demo`` and the runtime benchmarks.
 
 The summary holds success (Wilson 95% interval), per-chunk latency (median, p99), energy
-per chunk and per episode and the average power, all labelled with the energy model
-(``cmos45-horowitz2014``), and budget compliance: the governor's consecutive windows of
-``window_s`` and how many exceeded the budget.
+per chunk and per episode and the average power, all labelled with their source (the
+energy model ``cmos45-horowitz2014``, or the replayed board trace the governor read,
+``FlightConfig.power_trace``), and budget compliance: the governor's consecutive windows
+of ``window_s`` and how many exceeded the budget.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from runtime.backends import FallbackChain, chain_for
 from runtime.executive import CONTROL_DT_S, EpisodeResult, Executive, operating_points
 from runtime.governor import Budget, PowerGovernor
 from runtime.loader import FlightPolicy
+from runtime.power_reading import TraceReading
 from runtime.telemetry import Telemetry
 from runtime.watchdog import Watchdog
 
@@ -36,12 +38,18 @@ class FlightConfig:
     telemetry: Path | None = None
     control_dt_s: float = CONTROL_DT_S
     record_phases: bool = True  # per-phase records in telemetry (power profiling)
+    power_trace: Path | None = None  # the governor's reading (runtime.power_reading)
 
     def __post_init__(self) -> None:
-        """Check budgets and deadline now, so bad input fails before anything flies."""
+        """Check budgets, deadline and trace now, so bad input fails before anything
+        flies."""
         self.budget()
         if self.deadline_ms is not None:
             Watchdog(self.deadline_ms / 1e3)
+        self.reading()
+
+    def reading(self) -> TraceReading | None:
+        return TraceReading(self.power_trace) if self.power_trace is not None else None
 
     def budget(self) -> Budget | None:
         if self.budget_w is None and self.budget_j is None:
@@ -79,7 +87,8 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
         backends = [chain.current.name]
         try:
             ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s,
-                           record_phases=cfg.record_phases, plausible=plausible)
+                           record_phases=cfg.record_phases, plausible=plausible,
+                           reading=cfg.reading())
             results = []
             for seed in seeds:
                 res = ex.run_episode(env, seed)
@@ -91,7 +100,8 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
         finally:
             chain.close()
         fallbacks = len(tel.events("fallback"))
-    return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks, ex.budget_log)
+    return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks, ex.budget_log,
+                     ex.energy_source)
 
 
 def window_limit(budget_w: float, budget_log: Iterable[Sequence[Any]], t0: float,
@@ -113,8 +123,8 @@ def window_limit(budget_w: float, budget_log: Iterable[Sequence[Any]], t0: float
 
 def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightConfig,
               governor: PowerGovernor | None, t_end: float, backends: list[str],
-              fallbacks: int, budget_log: list[tuple[float, float | None]] = ()
-              ) -> dict[str, Any]:
+              fallbacks: int, budget_log: list[tuple[float, float | None]] = (),
+              energy_source: str = CMOS45.name) -> dict[str, Any]:
     """The summary dict; a window is over budget when its average power exceeds the
     highest budget in force during it (``budget_log``: brown-outs and restorations)."""
     n = len(results)
@@ -137,7 +147,7 @@ def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightCon
         "mission_s": steps * cfg.control_dt_s,
         "latency_ms_p50": float(np.median(lat)) if lat.size else float("nan"),
         "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else float("nan"),
-        "energy_source": CMOS45.name,
+        "energy_source": energy_source,
         "energy_j_per_chunk": energy / chunks if chunks else 0.0,
         "energy_j_per_episode": energy / n if n else 0.0,
         "average_w": energy / (steps * cfg.control_dt_s) if steps else 0.0,

@@ -86,6 +86,10 @@ def fly(
                                         help="test hook: bit flips per second injected into "
                                         "the weight memory"),
     seed: int = typer.Option(0, "--seed", help="seed of the injected upsets"),
+    power_trace: Path | None = typer.Option(None, "--power-trace",
+                                            help="the governor reads the compute rail from "
+                                            "this board trace (CSV t_s, power_w | energy_j), "
+                                            "replayed on the mission clock"),
 ) -> None:
     """Boot as `serve` does, then fly the confirmed image on a hardware-in-the-loop plant
     over --link (sensor frames in, actuator frames out) until the plant says bye. Prints
@@ -100,7 +104,7 @@ def fly(
     if clock not in ("virtual", "real"):
         raise SpikeflightError(f"--clock must be virtual or real, got {clock!r}")
     cfg = FlightConfig(backend=backend, budget_w=budget_w, window_s=window_s,
-                       deadline_ms=deadline_ms, record_phases=False)
+                       deadline_ms=deadline_ms, record_phases=False, power_trace=power_trace)
     agent = DeviceAgent(Storage(storage, DEFAULT_SLOT_SIZE), load_public_key(pubkey), target,
                         backend)
     boot = agent.boot()

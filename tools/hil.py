@@ -100,8 +100,11 @@ def default_budget_w(manifest: dict[str, Any], dt: float = 0.05) -> float:
 def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, task: str,
                  seeds: Iterable[int], clock: str = "virtual", link: str = "serial:pty",
                  backend: str = "auto", budget_w: float | None = None,
-                 on_episode: Callable[[PlantEpisode], None] | None = None) -> dict[str, Any]:
-    """Fly ``seeds`` under ``scenario``; ``{"plant": [episode dicts], "device": report}``."""
+                 on_episode: Callable[[PlantEpisode], None] | None = None,
+                 power_trace: Path | None = None) -> dict[str, Any]:
+    """Fly ``seeds`` under ``scenario``; ``{"plant": [episode dicts], "device": report}``;
+    ``power_trace``: the board trace the device's governor reads (``device fly
+    --power-trace``)."""
     from hardware.sim.registry import make_env
 
     args = ["fly", "--link", link, "--storage", str(storage), "--pubkey", str(pubkey),
@@ -110,6 +113,8 @@ def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, t
         args += ["--budget-w", repr(budget_w)]
     if scenario.seu_rate_hz:
         args += ["--inject-seu-hz", repr(scenario.seu_rate_hz)]
+    if power_trace is not None:
+        args += ["--power-trace", os.fspath(Path(power_trace).resolve())]
     env = make_env(task)
     log = storage.parent / f"{storage.name}.{scenario.name}.log"
     try:

@@ -43,6 +43,10 @@ def run(
     json_out: Path | None = typer.Option(None, "--json", help="JSON report"),
     plot_out: Path | None = typer.Option(None, "--plot", help="PNG: latency and events, "
                                          "power against budget, per scenario"),
+    power_trace: Path | None = typer.Option(None, "--power-trace",
+                                            help="board trace (CSV t_s, power_w | energy_j) "
+                                            "the device's governor reads instead of its "
+                                            "energy model"),
 ) -> None:
     """Fly the device's confirmed image in its own process over a framed link (COBS, CRC-32)
     against the task's plant under each scenario's faults; print a summary table; exit 1
@@ -50,11 +54,14 @@ def run(
     from hardware.hil.plant import CLOCKS
     from hardware.hil.scenarios import parse_suite
     from runtime.image import ImageError, load_image, read_image
+    from runtime.power_reading import TraceReading
     from tools import hil, hil_measure
 
     scenarios = parse_suite(suite)
     if clock not in CLOCKS:
         raise SpikeflightError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if power_trace is not None:
+        TraceReading(power_trace)  # a bad trace fails here, before anything is flashed
     try:
         header = read_image(load_image(image))
     except ImageError as exc:
@@ -73,7 +80,8 @@ def run(
                 job = bar.add_task(f"hil {sc.name} on {task}", total=episodes, status="")
                 result = hil.run_scenario(sc, storage, pubkey, target, task,
                                           range(seed, seed + episodes), clock, link, backend,
-                                          budget, on_episode=episode_counter(bar, job))
+                                          budget, on_episode=episode_counter(bar, job),
+                                          power_trace=power_trace)
             ms = hil_measure.measure(sc, result, min_success, clock)
             records.append(hil_measure.record(sc, result, ms))
             results.append((sc.name, result))

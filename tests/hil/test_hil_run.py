@@ -123,6 +123,7 @@ def test_cli_reports_read_back_with_a_junit_parser(fleet, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("args", "words"), [
     (["--suite", "nominal,meteor"], ["unknown scenario meteor", "choose from"]),
     (["--clock", "sundial"], ["--clock must be one of virtual, real"]),
+    (["--power-trace", "no-such-trace.csv"], ["no-such-trace.csv: no such trace file"]),
 ])
 def test_bad_options_fail_in_one_line(fleet, tmp_path: Path, args: list, words: list) -> None:
     from tests.tools.test_data_cli import assert_one_line_error
@@ -149,6 +150,31 @@ def test_brownout_cuts_the_budget_and_no_window_goes_over_it(fleet, device_stora
     assert dev["safe_steps"] > 0  # the tiny image's one operating point no longer fits
     ms = {m.name: m for m in measure(sc, res, min_success=0.0)}
     assert verdict(ms["windows_over_budget"]) == "PASS"
+
+
+def test_the_governor_reads_a_replayed_board_trace_instead_of_its_model(
+        fleet, device_storage, tmp_path: Path) -> None:
+    """A rail that draws twice what the model predicts: the governor books the trace's
+    energy per planning tick, learns from the first chunk that the point no longer fits
+    and holds in safe mode before the brown-out (the model alone flies until the cut)."""
+    from runtime.image import load_image, read_image
+    from tools.hil import default_budget_w
+
+    manifest = read_image(load_image(fleet["A"])).manifest
+    (point,) = manifest["operating_points"]
+    model_w = point["energy_j"] / (point["replan"] * 0.05)
+    rail_w = 2 * model_w * point["replan"]  # per planning tick: twice the model's chunk
+    trace = tmp_path / "board.csv"
+    trace.write_text(f"t_s,power_w\n0,{rail_w!r}\n3.5,{rail_w!r}\n")
+    res = run_scenario(SCENARIOS["brownout"], device_storage, fleet["pub"], "cpu-fixed",
+                       "hatch", SEEDS[:1], backend="onnx-fixed",
+                       budget_w=default_budget_w(manifest), power_trace=trace)
+    dev = res["device"]
+    assert dev["energy_source"] == "replay:board.csv"
+    (ep,) = dev["episodes_detail"]
+    assert ep["chunk_t_s"] == [0.0]  # one chunk, then safe mode
+    assert ep["chunk_energy_j"] == [pytest.approx(2 * point["energy_j"], rel=1e-9)]
+    assert dev["windows_over_budget"] == 0 and dev["safe_steps"] == ep["steps"] - point["replan"]
 
 
 def test_seu_every_upset_detected_and_repaired_within_a_scrub_period(fleet, device_storage
