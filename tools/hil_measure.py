@@ -12,7 +12,7 @@ takes its worst measurement's verdict and a run its worst scenario's.
 | success_rate | 1 | >= min_success | >= min_success + 0.1 |
 | deadline_misses | ticks | 0 | - |
 | latency_p50_ms, latency_p99_ms, latency_max_ms | ms | <= 0.8 dt (real clock) | <= 0.4 dt |
-| energy_uj_per_chunk | uJ | recorded (cmos45-horowitz2014) | - |
+| energy_uj_per_chunk | uJ | recorded (the device's energy source: model or board trace) | - |
 | frames_dropped | frames | recorded (bad CRC, both ends) | - |
 | corrupt_frames_acted_on | frames | 0 | - |
 | undetected_corruptions | frames | 0 | - |

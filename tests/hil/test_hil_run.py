@@ -5,6 +5,7 @@ handled as the scenarios promise; reports carry every measurement with its limit
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,6 +59,39 @@ def test_nominal_hil_equals_the_in_process_runtime_episode_by_episode(fleet, dev
     assert [e["steps"] for e in hil] == [r.steps for r in runs]
     assert [e["actions_sha256"] for e in hil] == [d.hexdigest() for d in env.digests]
     assert res["device"]["link"]["bad_frames"] == 0 and all(e["held_ticks"] == 0 for e in hil)
+
+
+@pytest.fixture(scope="module")
+def virtual(fleet, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The first seed's nominal episode in lock-step (on its own copy of the device)."""
+    storage = tmp_path_factory.mktemp("virtual") / "device"
+    shutil.copytree(fleet["provisioned"], storage)
+    return run_scenario(NOMINAL, storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS[:1],
+                        backend="onnx-fixed")["plant"][0]
+
+
+def test_a_module_callable_env_is_the_plant(fleet, device_storage, virtual) -> None:
+    own = run_scenario(NOMINAL, device_storage, fleet["pub"], "cpu-fixed",
+                       "hardware.sim.tasks.hatch:HatchEnv", SEEDS[:1],
+                       backend="onnx-fixed")["plant"][0]
+    assert own["actions_sha256"] == virtual["actions_sha256"]
+
+
+def test_the_real_clock_gives_the_virtual_clocks_episode_when_no_tick_is_late(
+        fleet, device_storage, virtual) -> None:
+    """20 Hz wall time over UDP: the same episode, action for action, as lock-step (a late
+    answer would legitimately change it: the plant holds position for that tick)."""
+    real = run_scenario(NOMINAL, device_storage, fleet["pub"], "cpu-fixed", "hatch",
+                        SEEDS[:1], clock="real", link="udp:127.0.0.1:0",
+                        backend="onnx-fixed")["plant"][0]
+    assert real["steps"] == virtual["steps"] and len(real["latencies_ms"]) == real["steps"] - (
+        real["deadline_misses"])
+    if real["deadline_misses"]:
+        assert real["held_ticks"] == real["deadline_misses"]
+        pytest.skip(f"{real['deadline_misses']} late ticks on a loaded machine: the episodes "
+                    "may differ")
+    assert real["actions_sha256"] == virtual["actions_sha256"]
+    assert real["held_ticks"] == 0
 
 
 def test_corrupt_frames_are_dropped_counted_and_never_reach_the_policy(fleet, device_storage
