@@ -77,10 +77,13 @@ def policy_config_dict(policy: DiffusionPolicy, task: str, train: dict[str, Any]
     }
 
 
-def save_run(run_dir: Path, ema: DiffusionPolicy, model: DiffusionPolicy,
-             optimizer: torch.optim.Optimizer, generator: torch.Generator, task: str,
-             train: dict[str, Any], iteration: int, losses: list[float]) -> None:
-    """Write a complete, resumable checkpoint of a training run."""
+def save_state(run_dir: Path, weights_name: str, published: torch.nn.Module,
+               model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               generator: torch.Generator, config: dict[str, Any], iteration: int,
+               losses: list[float]) -> None:
+    """Write a complete, resumable checkpoint of any training run: ``published``'s
+    weights as ``weights_name`` (what consumers load), the raw ``model``, optimiser and
+    RNG state, and ``config`` as ``config.json``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     opt = optimizer.state_dict()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -88,16 +91,25 @@ def save_run(run_dir: Path, ema: DiffusionPolicy, model: DiffusionPolicy,
         for name, val in st.items():
             tensors[f"opt.{idx}.{name}"] = torch.as_tensor(val)
     tensors["rng"] = generator.get_state()
-    _write_tensors(run_dir / WEIGHTS, dict(ema.state_dict()))
+    _write_tensors(run_dir / weights_name, dict(published.state_dict()))
     _write_tensors(run_dir / TRAIN_WEIGHTS, tensors)
-    _write_json(run_dir / CONFIG, policy_config_dict(ema, task, train, iteration))
+    _write_json(run_dir / CONFIG, config)
     _write_json(run_dir / TRAIN_STATE, {"iteration": iteration,
                                         "param_groups": opt["param_groups"],
                                         "losses": losses[-200:]})
 
 
-def read_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(run directory, config) for a run directory or its ``policy.safetensors``."""
+def save_run(run_dir: Path, ema: DiffusionPolicy, model: DiffusionPolicy,
+             optimizer: torch.optim.Optimizer, generator: torch.Generator, task: str,
+             train: dict[str, Any], iteration: int, losses: list[float]) -> None:
+    """Write a complete, resumable checkpoint of a policy's training run."""
+    save_state(run_dir, WEIGHTS, ema, model, optimizer, generator,
+               policy_config_dict(ema, task, train, iteration), iteration, losses)
+
+
+def read_config(path: str | Path, fmt: str = FORMAT) -> tuple[Path, dict[str, Any]]:
+    """(run directory, config) for a run directory or its weights file; the config
+    must declare the format ``fmt``."""
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent
     cfg_path = run_dir / CONFIG
@@ -109,12 +121,12 @@ def read_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
-    if cfg.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+    if cfg.get("format") != fmt:
+        raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {fmt!r}")
     return run_dir, cfg
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError) as exc:
@@ -123,7 +135,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The EMA weights of a run directory, as a state dict."""
-    return _load_tensors(Path(run_dir) / WEIGHTS)
+    return load_tensors(Path(run_dir) / WEIGHTS)
 
 
 def load_policy(path: str | Path) -> tuple[DiffusionPolicy, dict[str, Any]]:
@@ -140,10 +152,10 @@ def load_policy(path: str | Path) -> tuple[DiffusionPolicy, dict[str, Any]]:
     return policy.eval(), cfg
 
 
-def load_train_state(run_dir: Path, model: DiffusionPolicy, optimizer: torch.optim.Optimizer,
+def load_train_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator) -> tuple[int, list[float]]:
     """Restore raw weights, optimiser and RNG of a run; returns (iteration, losses)."""
-    tensors = _load_tensors(run_dir / TRAIN_WEIGHTS)
+    tensors = load_tensors(run_dir / TRAIN_WEIGHTS)
     state = json.loads((run_dir / TRAIN_STATE).read_text(encoding="utf-8"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
@@ -154,3 +166,30 @@ def load_train_state(run_dir: Path, model: DiffusionPolicy, optimizer: torch.opt
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     generator.set_state(tensors["rng"])
     return int(state["iteration"]), list(state["losses"])
+
+
+def saved_run(run_dir: Path, fmt: str, task: str) -> dict[str, Any] | None:
+    """The config of the run of format ``fmt`` in ``run_dir`` to resume (None if it holds
+    none); raises if that run is of another task."""
+    if not (Path(run_dir) / CONFIG).exists():
+        return None
+    _, saved = read_config(run_dir, fmt)
+    if saved["task"] != task:
+        raise CheckpointError(f"{run_dir} holds a run of task {saved['task']!r}, not {task!r}")
+    return saved
+
+
+def load_module(path: str | Path, fmt: str, weights: str,
+                build: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """``build(config)``'s module with the weights ``weights`` of the run of format ``fmt``
+    at ``path`` (eval mode), and the config."""
+    run_dir, cfg = read_config(path, fmt)
+    module = build(cfg)
+    try:
+        module.load_state_dict(load_tensors(run_dir / weights))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{run_dir / weights}: weights do not fit the config "
+                              f"({first})") from exc
+    return module.eval(), cfg
+

@@ -30,6 +30,7 @@ from tools import (
     sim_cmd,
     terminate,
     train_cmd,
+    world_model_cmd,
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -43,6 +44,7 @@ app.add_typer(image_cmd.app, name="image")
 app.add_typer(power_cmd.app, name="power")
 app.add_typer(device_cmd.app, name="device")
 app.add_typer(hil_cmd.app, name="hil")
+app.add_typer(world_model_cmd.app, name="world-model")
 app.command("compile")(compile_cmd.compile_cmd)
 app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("run")(run_cmd.run_cmd)

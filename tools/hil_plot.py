@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from hardware.atomic import AtomicFile
 from hardware.hil.plant import DEADLINE_FRACTION
 from runtime.flight import window_limit
+from tools.plotting import pyplot, save_png
 
 
 def _offsets(plant: list[dict[str, Any]]) -> dict[int, int]:
@@ -92,12 +92,7 @@ def _power(ax: Any, name: str, result: dict[str, Any], dt: float) -> None:
 def figure(results: list[tuple[str, dict[str, Any]]], title: str, dt: float = 0.05) -> Any:
     """The matplotlib figure for ``results`` (scenario name, ``tools.hil.run_scenario``
     result): a row per scenario, latency and events left, power right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(results), 2, figsize=(12, 3.2 * len(results)),
+    fig, axes = pyplot().subplots(len(results), 2, figsize=(12, 3.2 * len(results)),
                              squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
     for (ax, bx), (name, result) in zip(axes, results, strict=True):
         _latency(ax, name, result, dt)
@@ -110,9 +105,4 @@ def figure(results: list[tuple[str, dict[str, Any]]], title: str, dt: float = 0.
 def plot(results: list[tuple[str, dict[str, Any]]], path: Path, title: str,
          dt: float = 0.05) -> None:
     """Write ``figure(results, title)`` to the PNG ``path`` (atomically)."""
-    import matplotlib.pyplot as plt
-
-    fig = figure(results, title, dt)
-    with AtomicFile(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(figure(results, title, dt), path)

@@ -1,4 +1,5 @@
-"""``spikeflight train bc|dagger|rl``: behaviour cloning, DAgger, and L-SDPPO fine-tuning."""
+"""``spikeflight train bc|dagger|rl|world-model``: behaviour cloning, DAgger, L-SDPPO
+fine-tuning, and the teacher world model (``tools.world_model_cmd``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from hardware.errors import SpikeflightError
+from tools import world_model_cmd
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Host-side training.")
+app.command("world-model")(world_model_cmd.train)
+app.command("distill")(world_model_cmd.distill)
 
 # Options shared by ``train bc`` and ``train dagger`` (one definition, one help text).
 Policy = Annotated[str, typer.Option("--policy", "-p", help="sdp | sdp-sdli | ann")]

@@ -1,0 +1,192 @@
+"""``spikeflight train world-model`` (the teacher), ``spikeflight train distill`` (the
+student) and ``spikeflight world-model eval`` (k-step open-loop error against recorded
+simulator episodes)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from hardware.errors import SpikeflightError
+from tools.plotting import pyplot, save_png
+from tools.progress import console, progress_bar
+
+app = typer.Typer(no_args_is_help=True, help="World models: evaluate (train: `train "
+                  "world-model`).")
+
+REPORT_K = (1, 2, 5, 10, 20, 30, 40, 50)
+
+
+def _dims(task: str) -> tuple[int, int]:
+    from hardware.sim.registry import make_env
+
+    env = make_env(task)
+    try:
+        return env.observation_space.shape[0], env.action_space.shape[0]
+    finally:
+        env.close()
+
+
+def _with_progress(label: str, iterations: int, run: Callable[[Callable], Any]) -> Any:
+    """``run(on_step)`` under a progress bar updated every 50 iterations with the loss."""
+    with progress_bar() as bar:
+        job = bar.add_task(label, total=iterations, status="")
+
+        def on_step(i: int, loss: float) -> None:
+            if i % 50 == 0 or i == iterations:
+                bar.update(job, completed=i, status=f"loss {loss:.4f}")
+
+        return run(on_step)
+
+
+def train(
+    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    task: str = typer.Option("hatch", "--task", "-t", help="task name or module:callable"),
+    data: list[Path] = typer.Option(..., "--data", "-d",
+                                    help="episodes (.hdf5; repeat the option for several "
+                                    "files: experts, noisy experts, policy rollouts)"),
+    iterations: int = typer.Option(5000, "--iterations", "-n", min=1),
+    members: int = typer.Option(5, "--members", min=1, help="ensemble members"),
+    hidden: str = typer.Option("512,512,512", "--hidden", help="hidden widths per member"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="per member"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(2, "--threads", min=1),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
+) -> None:
+    """Train the teacher world model (an ensemble of probabilistic MLPs: next observation,
+    reward and success per step, with its uncertainty) on every step of the episodes."""
+    from policies.world_model import WorldModelConfig, load_transitions
+    from policies.world_model_train import WorldModelTrainConfig, train_world_model
+    from tools.train_cmd import parse_widths
+
+    if not math.isfinite(lr) or lr <= 0:
+        raise SpikeflightError(f"--lr must be a positive number, got {lr}")
+    obs_dim, act_dim = _dims(task)
+    cfg = WorldModelConfig(obs_dim, act_dim, members, list(parse_widths(hidden)))
+    tcfg = WorldModelTrainConfig(iterations=iterations, batch_size=batch_size, lr=lr,
+                                 checkpoint_every=checkpoint_every, seed=seed, threads=threads)
+    trans = load_transitions([str(p) for p in data], obs_dim, act_dim)
+    console.print(f"world model of {task}: {len(trans)} steps from {trans.episodes} episodes, "
+                  f"{members} members x {cfg.hidden} -> {out}")
+    _, losses = _with_progress("train world model", iterations, lambda on_step:
+                               train_world_model(task, trans, cfg, tcfg, out, on_step=on_step))
+    tail = losses[-100:]
+    console.print(f"done: {iterations} iterations, mean loss of the last {len(tail)} "
+                  f"{sum(tail) / max(len(tail), 1):.4f}; checkpoint {out}")
+
+
+def distill(
+    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    teacher: Path = typer.Option(..., "--teacher", help="teacher run (`train world-model`)"),
+    data: list[Path] = typer.Option(..., "--data", "-d",
+                                    help="episodes (.hdf5; repeat for several files)"),
+    iterations: int = typer.Option(5000, "--iterations", "-n", min=1),
+    horizon: int = typer.Option(4, "--horizon", min=1, help="steps per prediction"),
+    hidden: str = typer.Option("128,128", "--hidden", help="hidden widths"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    sigma: float = typer.Option(0.3, "--sigma", min=0.0,
+                                help="action perturbation (normalised units)"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(2, "--threads", min=1),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
+) -> None:
+    """Distil the compact student world model (one prediction per H actions) from the
+    teacher, on the episodes' windows with demonstrated and perturbed actions."""
+    from policies.world_model_distill import DistillConfig, load_windows
+    from policies.world_model_distill import distill as run_distill
+    from policies.world_model_student import StudentConfig
+    from policies.world_model_train import load_world_model
+    from tools.train_cmd import parse_widths
+
+    if not math.isfinite(lr) or lr <= 0:
+        raise SpikeflightError(f"--lr must be a positive number, got {lr}")
+    model, tcfg = load_world_model(teacher)
+    cfg = StudentConfig(model.cfg.obs_dim, model.cfg.act_dim, horizon,
+                        list(parse_widths(hidden)))
+    dcfg = DistillConfig(iterations=iterations, batch_size=batch_size, lr=lr, sigma=sigma,
+                         checkpoint_every=checkpoint_every, seed=seed, threads=threads)
+    windows = load_windows([str(p) for p in data], cfg.obs_dim, cfg.act_dim, horizon)
+    console.print(f"student of {tcfg['task']}: {len(windows)} windows of {horizon} steps, "
+                  f"hidden {cfg.hidden} -> {out}")
+    student, _ = _with_progress("distil world model", iterations, lambda on_step: run_distill(
+        tcfg["task"], model, str(teacher), windows, cfg, dcfg, out, on_step=on_step))
+    console.print(f"done: {iterations} iterations, {student.parameters_count():,} parameters, "
+                  f"{student.macs():,} MACs per prediction; checkpoint {out}")
+
+
+def load_any(run: Path) -> tuple:
+    """A teacher or a student run, by the format its config declares."""
+    from policies.checkpoint import CheckpointError, read_config
+    from policies.world_model_distill import FORMAT as STUDENT
+    from policies.world_model_distill import load_student
+    from policies.world_model_train import FORMAT as TEACHER
+    from policies.world_model_train import load_world_model
+
+    for fmt, load in ((TEACHER, load_world_model), (STUDENT, load_student)):
+        try:
+            read_config(run, fmt)
+        except CheckpointError as exc:
+            if "format" in str(exc):
+                continue
+            raise
+        return load(run)
+    raise SpikeflightError(f"{run}: not a world-model run (neither {TEACHER} nor {STUDENT})")
+
+
+@app.command("eval")
+def evaluate(
+    run: Path = typer.Argument(..., help="world-model run directory"),
+    data: Path = typer.Option(..., "--data", "-d", help="held-out episodes (.hdf5)"),
+    horizon: int = typer.Option(50, "--horizon", min=1, help="steps predicted open loop"),
+    stride: int = typer.Option(10, "--stride", min=1, help="steps between starts"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    plot_out: Path | None = typer.Option(None, "--plot", help="PNG of the error against k"),
+) -> None:
+    """k-step open-loop prediction error (k = 1..horizon) on recorded episodes, in the
+    model's normalised observation units, beside the no-change baseline; a teacher or a
+    student run (the student predicts every H steps: NaN in between)."""
+    from hardware.sim.dataset import read_episodes
+    from policies.world_model_eval import kstep_errors
+
+    model, cfg = load_any(run)
+    episodes = read_episodes(data)
+    res = kstep_errors(model, episodes, horizon, stride)
+    res = {"task": cfg["task"], "run": str(run), "data": str(data), "episodes": len(episodes),
+           **res}
+    if plot_out is not None:
+        _plot(res, plot_out)
+    if as_json:
+        print(json.dumps({k: [None if isinstance(x, float) and math.isnan(x) else x
+                              for x in v] if isinstance(v, list) else v
+                          for k, v in res.items()}))
+        return
+    table = Table(title=f"open-loop error, {cfg['task']} ({len(episodes)} episodes)")
+    for col in ("k", "model", "no change", "starts"):
+        table.add_column(col, justify="right")
+    shown = [k for k in REPORT_K if k <= horizon and not math.isnan(res["model"][k - 1])]
+    h = getattr(model.cfg, "horizon", 1)
+    for k in shown or [k for k in range(h, horizon + 1, h)][:8]:
+        table.add_row(str(k), f"{res['model'][k - 1]:.4f}", f"{res['no_change'][k - 1]:.4f}",
+                      str(res["starts"][k - 1]))
+    console.print(table)
+
+
+def _plot(res: dict, path: Path) -> None:
+    fig, ax = pyplot().subplots(figsize=(6, 4))
+    ax.plot(res["k"], res["model"], label="world model")
+    ax.plot(res["k"], res["no_change"], linestyle="--", label="no change")
+    ax.set_xlabel("k (steps open loop)")
+    ax.set_ylabel("RMSE (normalised observation units)")
+    ax.set_yscale("log")
+    ax.set_title(f"{res['task']}: k-step prediction error")
+    ax.legend()
+    fig.tight_layout()
+    save_png(fig, path)
