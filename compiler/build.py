@@ -29,6 +29,8 @@ what the device reads, plus the conformance vectors. Sections per target:
 - ``golden.npz``: the golden evaluations' inputs, their eps through the evaluation graphs
   and Lava's spike rasters (``runtime/golden.py``: rasters bit-packed, graded inputs
   recomputed rather than stored, deflated) for conformance off the compile host.
+- ``world_model.onnx`` (with ``--world-model``): the distilled student world model as
+  one float64 graph (``compiler/world_model.py``), its calibration in the manifest.
 - ``selftest.npz``: golden whole chunks of the target's chunk graphs
   (``compiler/selftest_vectors.py``) for the device's self-test before it reports an
   image as running.
@@ -63,6 +65,7 @@ from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
 from compiler.selftest_vectors import selftest_vectors
 from compiler.tensor_store import share_tensors
+from compiler.world_model import pack_world_model
 from hardware.errors import SpikeflightError
 from hardware.loihi2 import LOIHI2, Loihi2Limits
 from policies.checkpoint import load_policy
@@ -76,6 +79,7 @@ from runtime.lava_core import hardware_status
 from runtime.network import FoldedNet
 from runtime.sampler import Sampler
 from runtime.selftest import SELFTEST
+from runtime.world_model import WM_SECTION
 
 FORMAT_NOTE = "spikeflight policy image"
 Stage = Callable[[str], None]
@@ -97,6 +101,7 @@ class CompileOptions:
     operating_points: tuple[tuple[int | None, int | None], ...] = (
         (None, 2), (None, None), (10, None), (5, None), (3, None))
     ground_episodes: int = 20  # closed-loop episodes per operating point
+    world_model: Path | None = None  # a distilled student run to pack beside the policy
     version: str = "0.1.0"
     security_counter: int = 0
     limits: Loihi2Limits = field(default_factory=lambda: LOIHI2)
@@ -216,6 +221,13 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
         report = _report(net, quant, maps, rates, exported.meta["diffusion_steps"])
         manifest["mapping"] = {"cores": sum(m.cores for m in maps),
                                "limits": options.limits.name, "hardware": hardware_status()}
+    wm_graph = b""
+    if options.world_model is not None:
+        stage(f"world model: pack {options.world_model}, conformance and calibration")
+        wm_graph, manifest["world_model"], wm_failures = pack_world_model(
+            Path(options.world_model), task, policy.cfg.obs_dim, policy.cfg.act_dim,
+            states, options.seed)
+        failures += wm_failures
     if failures:
         raise CompileError("conformance failed: " + "; ".join(failures))
     sections[GOLDEN] = golden_bytes(golden_arrays)
@@ -236,6 +248,8 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     sections.update(graphs)
     if store:
         sections[TENSOR_STORE] = store
+    if wm_graph:  # small, self-contained: not shared through the tensor store
+        sections[WM_SECTION] = wm_graph
     image = pack_image(manifest, sections, target=options.target, version=options.version,
                        security_counter=options.security_counter, private_key=key)
     return CompileResult(image=image, manifest=manifest, report=report,

@@ -43,21 +43,28 @@ from runtime.power_reading import TraceReading
 from runtime.sampler import unnormalise
 from runtime.telemetry import Telemetry
 from runtime.watchdog import Watchdog
-from runtime.world_model import NoGuard, WorldModelGuard
+from runtime.world_model import NoGuard, Verdict, WorldModelGuard
 
 CONTROL_DT_S = 0.05  # 20 Hz
 CMOS45_MODEL = MODELS[CMOS45.name]
 
 
+WM_PREDICTIONS = 2  # world-model predictions per chunk at most: screening and anomaly
+
+
 def operating_points(policy: FlightPolicy) -> list[OperatingPoint]:
-    """The image's operating points (DDPM when an image has none)."""
+    """The image's operating points (DDPM when an image has none); with a world model in
+    the image each chunk's energy includes ``WM_PREDICTIONS`` of its predictions."""
     pts = policy.operating_points or [{"name": f"ddpm{policy.sampler.steps}",
                                        "ddim_steps": None, "replan": policy.chunk,
                                        "energy_j": 0.0, "success_rate": None,
                                        "energy_source": CMOS45.name}]
+    wm = policy.manifest.get("world_model")
+    guard_j = WM_PREDICTIONS * float(wm["energy_j"]) if wm else 0.0
     return [OperatingPoint(name=p["name"], ddim_steps=p["ddim_steps"],
                            micro_steps=policy.net.micro_steps, replan=int(p["replan"]),
-                           energy_j=float(p["energy_j"]), success_rate=p["success_rate"],
+                           energy_j=float(p["energy_j"]) + guard_j,
+                           success_rate=p["success_rate"],
                            energy_source=p["energy_source"]) for p in pts]
 
 
@@ -74,6 +81,8 @@ class EpisodeResult:
     points: dict[str, int] = field(default_factory=dict)
     safe_steps: int = 0
     deadline_misses: int = 0
+    anomalies: int = 0  # chunks the world model flagged
+    vetoes: int = 0  # chunks it refused
     firing_rates: list[float] = field(default_factory=list)
 
 
@@ -143,44 +152,66 @@ class Executive:
         if self.reading is not None:  # what the rail's sensor read instead of the model
             energy = self.reading.chunk_j(self.t, self.dt)
         res.chunks += 1
-        res.energy_j += energy
         res.latencies_ms.append(latency)
         res.chunk_t_s.append(self.t)
-        res.chunk_energy_j.append(energy)
         res.points[op.name] = res.points.get(op.name, 0) + 1
         rates = []
         if spikes is not None:
             per = [n * self.policy.net.micro_steps * len(ks) for n in self.policy.net.widths]
             rates = [float(s / d) for s, d in zip(spikes, per, strict=True)]
             res.firing_rates.append(rates)
-        if self.governor is not None:
-            self.governor.record(self.t, energy)
         tel = self.telemetry
         tel.channel("latency_ms", latency)
-        tel.channel("energy_j", energy, source=self.energy_source, mission_s=self.t)
         tel.channel("operating_point", op.name, mission_s=self.t)
         tel.channel("backend", self.chain.current.name)
         if rates:
             tel.channel("firing_rates", rates)
+        plan, verdict, times = self._screen(obs, x0, rates, missed, op, res)
+        self._book(res, energy + verdict.energy_j)
+        if self.record_phases and times is not None:  # decode, world model (wall s)
+            t2, t3 = times
+            phases = chunk_phases(work, t2 - t1, t3 - t2, op.replan * self.dt)
+            tel.channel("phases", [dict(vars(p)) for p in phases], mission_s=self.t,
+                        wall_s=(t0, t2))
+        return plan
+
+    def _book(self, res: EpisodeResult, energy: float) -> None:
+        """Book a chunk's energy (inference and world model) in the episode and with the
+        governor."""
+        res.energy_j += energy
+        res.chunk_energy_j.append(energy)
+        if self.governor is not None:
+            self.governor.record(self.t, energy)
+        self.telemetry.channel("energy_j", energy, source=self.energy_source,
+                               mission_s=self.t)
+
+    def _screen(self, obs: np.ndarray, x0: np.ndarray, rates: list[float], missed: bool,
+                op: OperatingPoint, res: EpisodeResult
+                ) -> tuple[np.ndarray | None, Verdict, tuple[float, float] | None]:
+        """The actions to execute (None: hold position) after the deadline, plausibility
+        and world-model checks, the guard's verdict, and the wall times (s) at which the
+        guard started and ended (None when it did not run)."""
+        tel = self.telemetry
         if missed:
             res.deadline_misses += 1
-            return None
+            return None, Verdict(), None
         chunk = unnormalise(x0, self.policy.act_lo, self.policy.act_hi, self.policy.chunk)[0]
         if self.plausible is not None and not self.plausible(chunk, rates):
             tel.event("implausible_output", severity="warning")
-            return None
+            return None, Verdict(), None
         t2 = time.perf_counter()
         verdict = self.guard.screen(obs, chunk)
-        if self.record_phases:
-            phases = chunk_phases(work, t2 - t1, time.perf_counter() - t2, op.replan * self.dt)
-            tel.channel("phases", [dict(vars(p)) for p in phases], mission_s=self.t,
-                        wall_s=(t0, t2))
+        times = (t2, time.perf_counter())
         if verdict.flagged:
-            tel.event("anomaly", severity="warning", score=verdict.anomaly, reason=verdict.reason)
+            res.anomalies += 1
+            tel.event("anomaly", severity="warning", score=verdict.anomaly, reason=verdict.reason,
+                      mission_s=self.t)
         if not verdict.accept:
-            tel.event("world_model_veto", severity="warning", reason=verdict.reason)
-            return None
-        return chunk[:op.replan]
+            res.vetoes += 1
+            tel.event("world_model_veto", severity="warning", reason=verdict.reason,
+                      mission_s=self.t)
+            return None, verdict, times
+        return chunk[:op.replan], verdict, times
 
     def run_episode(self, env: Any, seed: int, max_steps: int | None = None) -> EpisodeResult:
         """Fly one episode of ``env`` (gymnasium API) from ``env.reset(seed=seed)``."""
@@ -192,6 +223,7 @@ class Executive:
             env.spec.max_episode_steps
         if self.governor is not None:
             self.governor.reset_episode()
+        self.guard.reset()
         last: np.ndarray | None = None
         act_dim = env.action_space.shape[0]
         done = False
@@ -207,6 +239,7 @@ class Executive:
                 if op is None and self.governor is not None:
                     self.governor.record(self.t, self.governor.safe_power_w * self.dt)
             for action in plan:
+                self.guard.observe(obs, action)
                 obs, _, term, trunc, info = env.step(action)
                 last = action
                 res.steps += 1

@@ -26,6 +26,7 @@ from runtime.loader import FlightPolicy
 from runtime.power_reading import TraceReading
 from runtime.telemetry import Telemetry
 from runtime.watchdog import Watchdog
+from runtime.world_model import NoGuard, guard_for
 
 
 @dataclass
@@ -39,6 +40,7 @@ class FlightConfig:
     control_dt_s: float = CONTROL_DT_S
     record_phases: bool = True  # per-phase records in telemetry (power profiling)
     power_trace: Path | None = None  # the governor's reading (runtime.power_reading)
+    world_model: bool = True  # fly the image's world-model guard if it carries one
 
     def __post_init__(self) -> None:
         """Check budgets, deadline and trace now, so bad input fails before anything
@@ -86,9 +88,10 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
         chain = chain or chain_for(policy, cfg.backend, on_event=tel.event)
         backends = [chain.current.name]
         try:
-            ex = Executive(policy, chain, tel, governor, watchdog, control_dt_s=cfg.control_dt_s,
-                           record_phases=cfg.record_phases, plausible=plausible,
-                           reading=cfg.reading())
+            guard = guard_for(policy) if cfg.world_model else NoGuard()
+            ex = Executive(policy, chain, tel, governor, watchdog, guard=guard,
+                           control_dt_s=cfg.control_dt_s, record_phases=cfg.record_phases,
+                           plausible=plausible, reading=cfg.reading())
             results = []
             for seed in seeds:
                 res = ex.run_episode(env, seed)
@@ -100,8 +103,10 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
         finally:
             chain.close()
         fallbacks = len(tel.events("fallback"))
-    return summarise(results, policy, cfg, governor, ex.t, backends, fallbacks, ex.budget_log,
-                     ex.energy_source)
+    out = summarise(results, policy, cfg, governor, ex.t, backends, fallbacks, ex.budget_log,
+                    ex.energy_source)
+    out["world_model"] = not isinstance(guard, NoGuard)
+    return out
 
 
 def window_limit(budget_w: float, budget_log: Iterable[Sequence[Any]], t0: float,
@@ -144,6 +149,8 @@ def summarise(results: list[EpisodeResult], policy: FlightPolicy, cfg: FlightCon
         "backends": backends, "fallbacks": fallbacks,
         "deadline_misses": sum(r.deadline_misses for r in results),
         "safe_steps": sum(r.safe_steps for r in results), "chunks": chunks, "steps": steps,
+        "anomalies": sum(r.anomalies for r in results),
+        "vetoes": sum(r.vetoes for r in results),
         "mission_s": steps * cfg.control_dt_s,
         "latency_ms_p50": float(np.median(lat)) if lat.size else float("nan"),
         "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else float("nan"),

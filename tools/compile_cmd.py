@@ -31,6 +31,9 @@ def compile_cmd(
                                     "steps), each optionally /R actions executed per chunk"),
     ground_episodes: int = typer.Option(20, "--ground-episodes", min=1,
                                         help="closed-loop episodes per operating point"),
+    world_model: Path | None = typer.Option(None, "--world-model",
+                                            help="distilled student world model run (`train "
+                                                 "distill`) to pack beside the policy"),
     report_json: Path | None = typer.Option(None, "--report-json",
                                             help="also write the compile report as JSON"),
     nir: Path | None = typer.Option(None, "--nir",
@@ -53,7 +56,7 @@ def compile_cmd(
     private = load_private_key(key)
     opts = CompileOptions(target=target, groups=groups, golden=golden, version=version,
                           security_counter=security_counter, operating_points=steps,
-                          ground_episodes=ground_episodes)
+                          ground_episodes=ground_episodes, world_model=world_model)
     t0 = time.perf_counter()
     with err_console.status("compiling") as status:  # stages on stdout: stderr keeps
         def on_stage(msg: str) -> None:                # one line for an error

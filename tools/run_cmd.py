@@ -28,6 +28,9 @@ def run_cmd(
     deadline_ms: float | None = typer.Option(None, "--deadline-ms",
                                              help="per-chunk deadline (watchdog)"),
     telemetry: Path | None = typer.Option(None, "--telemetry", help="JSON-lines telemetry file"),
+    world_model: bool = typer.Option(True, "--world-model/--no-world-model",
+                                     help="fly the image's world-model guard (screening, "
+                                     "anomalies) if it carries one"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Verify the image, then run closed-loop episodes: success, latency percentiles,
@@ -41,7 +44,8 @@ def run_cmd(
         raise SpikeflightError(f"--backend must be auto, onnx or one of {', '.join(BACKENDS)}, "
                                f"got {backend!r}")
     cfg = FlightConfig(backend=backend, budget_w=budget_w, budget_j=budget_j, window_s=window_s,
-                       deadline_ms=deadline_ms, telemetry=telemetry)  # checks budgets, deadline
+                       deadline_ms=deadline_ms, telemetry=telemetry,
+                       world_model=world_model)  # checks budgets, deadline
     policy = load_flight_policy(image, pubkey)  # verified before anything runs
     task = task or policy.task
     env = make_env(task)

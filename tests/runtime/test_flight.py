@@ -4,8 +4,6 @@ losing the episode, holds position when the watchdog fires, never runs a bad ima
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,8 @@ from runtime.keys import save_keypair
 from runtime.loader import load_flight_policy
 from runtime.telemetry import Telemetry, read_telemetry
 from runtime.watchdog import Watchdog
-from runtime.world_model import Verdict
+from runtime.world_model import NoGuard, Verdict
+from tests.fixtures.no_torch import run_without_torch
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,26 +58,15 @@ def _episode(policy, backend: str, tmp_path: Path, max_steps: int = 24,
 
 def test_runtime_runs_where_torch_cannot_be_imported(flight_image) -> None:
     image, pub = flight_image
-    code = f"""
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'snntorch', 'policies', 'compiler'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
+    out = run_without_torch(f"""
 import json
 from hardware.sim.registry import make_env
 from runtime.flight import FlightConfig, fly
 from runtime.loader import load_flight_policy
 policy = load_flight_policy({str(image)!r}, {str(pub)!r})
 out = fly(policy, make_env('hatch'), FlightConfig(backend='onnx-fixed'), 1, {SEED})
-assert 'torch' not in sys.modules and 'compiler' not in sys.modules
 print(json.dumps(out))
-"""
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+""")
     assert out["episodes"] == 1 and out["chunks"] > 0 and out["backends"] == ["onnx-fixed"]
 
 
@@ -177,7 +165,7 @@ def test_flight_under_a_budget_never_exceeds_it(flight_image) -> None:
     assert starved["chunks"] == 0 and starved["safe_steps"] > 0
 
 
-class VetoAll:
+class VetoAll(NoGuard):
     """A world model that distrusts every chunk."""
 
     def screen(self, obs, chunk):
@@ -196,6 +184,7 @@ def test_world_model_veto_holds_position_and_flags_the_anomaly(flight_image,
         names = [r["name"] for r in tel.events()]
     assert res.safe_steps == 5 and all(np.all(a[:-1] == 0) for a in env.actions)
     assert names.count("world_model_veto") == 5 and names.count("anomaly") == 5
+    assert res.vetoes == 5 and res.anomalies == 5
 
 
 @pytest.mark.parametrize("args,needle", [(["--budget-w", "-1"], "watts must be > 0"),

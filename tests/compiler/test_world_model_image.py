@@ -1,0 +1,144 @@
+"""A student world model packed into a policy image: its graph matches the student, the
+image flies it where torch cannot be imported, and the guard vetoes and flags as
+documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compiler.world_model import WM_TOL, build_student_graph
+from hardware.energy import CMOS45
+from policies.world_model import WorldModelConfig, load_transitions
+from policies.world_model_distill import DistillConfig, distill, load_windows
+from policies.world_model_student import StudentConfig, StudentWorldModel
+from policies.world_model_train import WorldModelTrainConfig, train_world_model
+from runtime.image import load_image, read_image
+from runtime.keys import save_keypair
+from runtime.world_model import WM_SECTION, StudentGuard
+from tests.fixtures.no_torch import run_without_torch
+from tests.fixtures.tiny_policy import ACT, OBS, compile_tiny, train_tiny
+from tests.tools.test_data_cli import cli
+
+
+@pytest.fixture(scope="module")
+def student_run(tmp_path_factory) -> Path:
+    """A tiny teacher and student of the hatch task from 8 expert episodes."""
+    root = tmp_path_factory.mktemp("wm-hatch")
+    demos = root / "hatch.hdf5"
+    res = cli("data", "collect", "--task", "hatch", "--episodes", "8", "--noise", "0.1",
+              "-o", str(demos))
+    assert res.returncode == 0, res.stderr
+    data = load_transitions([str(demos)], OBS, ACT)
+    teacher, _ = train_world_model("hatch", data, WorldModelConfig(OBS, ACT, 2, [32]),
+                                   WorldModelTrainConfig(iterations=60, threads=1),
+                                   root / "teacher")
+    windows = load_windows([str(demos)], OBS, ACT, 4)
+    distill("hatch", teacher, str(root / "teacher"), windows, StudentConfig(OBS, ACT, 4, [16]),
+            DistillConfig(iterations=60, threads=1), root / "student")
+    return root / "student"
+
+
+@pytest.fixture(scope="module")
+def wm_image(student_run, tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("wm-image")
+    private, public = save_keypair(root / "k")
+    run = train_tiny(root / "policy", "sdp-sdli")
+    image = root / "hatch-wm.sfimg"
+    image.write_bytes(compile_tiny(run, "cpu-fixed", private, world_model=student_run))
+    return image, public
+
+
+def test_the_image_carries_the_calibrated_student(wm_image) -> None:
+    img = read_image(load_image(wm_image[0]))
+    wm = img.manifest["world_model"]
+    assert WM_SECTION in img.sections and wm["horizon"] == 4
+    assert wm["conformance"]["max_abs_error"] <= WM_TOL
+    assert wm["energy_j"] == pytest.approx(CMOS45.ann_joules(wm["macs"]))
+    assert wm["macs"] == (OBS + 4 * ACT) * 16 + 16 * (OBS + 1)
+    assert [e["field"] for e in wm["envelope"]] == ["hatch_angvel", "latch_angvel"]
+    assert all(e["limit"] > 0 for e in wm["envelope"]) and wm["threshold"] > 0
+
+
+def test_the_graph_computes_the_student_in_float64() -> None:
+    torch.manual_seed(3)
+    s = StudentWorldModel(StudentConfig(5, 2, 3, [8, 8])).double()
+    for norm, (lo, hi) in ((s.obs_norm, (-2.0, 3.0)), (s.act_norm, (-1.0, 1.0)),
+                           (s.delta_norm, (-0.1, 0.3))):
+        norm.lo.uniform_(lo, lo + 0.5)
+        norm.hi.uniform_(hi - 0.5, hi)
+    s.obs_norm.hi[1] = s.obs_norm.lo[1]  # a constant field maps to 0
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(build_student_graph(s).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    obs, acts = np.random.default_rng(0).normal(size=(64, 5)), np.random.default_rng(1).normal(
+        size=(64, 3, 2))
+    nxt, p = sess.run(None, {"obs": obs, "actions": acts.reshape(64, -1)})
+    with torch.no_grad():
+        r_nxt, r_p = s(torch.as_tensor(obs), torch.as_tensor(acts))
+    assert np.abs(nxt - r_nxt.numpy()).max() <= 1e-12 and np.abs(p - r_p.numpy()).max() <= 1e-12
+
+
+def test_the_guard_flies_where_torch_cannot_be_imported(wm_image) -> None:
+    image, pub = wm_image
+    on, off = run_without_torch(f"""
+import json
+from hardware.sim.registry import make_env
+from runtime.flight import FlightConfig, fly
+from runtime.loader import load_flight_policy
+policy = load_flight_policy({str(image)!r}, {str(pub)!r})
+env = make_env('hatch')
+on = fly(policy, env, FlightConfig(backend='onnx-fixed'), 1, 10000)
+off = fly(policy, env, FlightConfig(backend='onnx-fixed', world_model=False), 1, 10000)
+print(json.dumps([on, off]))
+""")
+    assert on["world_model"] and not off["world_model"]
+    wm = read_image(load_image(image)).manifest["world_model"]
+    # every chunk books one screening prediction, and an anomaly check every H steps
+    assert on["energy_j_per_chunk"] > off["energy_j_per_chunk"] + 0.9 * wm["energy_j"]
+
+
+def _known_guard(delta: float, threshold: float = 0.05) -> StudentGuard:
+    """A student that predicts ``obs + delta`` on dimension 2 after its 2 actions."""
+    s = StudentWorldModel(StudentConfig(4, 1, 2, [3]))
+    with torch.no_grad():
+        for p in s.parameters():
+            p.zero_()
+        s.net[-1].bias[2] = delta
+    entry = {"horizon": 2, "threshold": threshold, "window": 2, "energy_j": 1e-7,
+             "obs_lo": [-1.0] * 4, "obs_hi": [1.0] * 4,
+             "envelope": [{"field": "body_linvel", "start": 2, "size": 1, "limit": 0.3}]}
+    return StudentGuard(build_student_graph(s).SerializeToString(), entry)
+
+
+def test_a_chunk_that_speeds_a_body_past_its_limit_is_vetoed_one_that_slows_it_is_not(
+        ) -> None:
+    chunk = np.zeros((4, 1))
+    up = _known_guard(0.5)
+    v = up.screen(np.array([0.0, 0.0, 0.0, 0.0]), chunk)
+    assert not v.accept and "body_linvel would reach 0.5" in v.reason
+    assert v.energy_j == pytest.approx(1e-7)
+    down = _known_guard(-0.5)
+    assert down.screen(np.array([0.0, 0.0, 2.0, 0.0]), chunk).accept  # 2.0 -> 1.5: slower
+    assert not up.screen(np.array([0.0, 0.0, 2.0, 0.0]), chunk).accept  # 2.0 -> 2.5
+
+
+def test_an_error_that_stays_above_the_threshold_is_flagged() -> None:
+    g = _known_guard(0.2, threshold=0.05)  # predicts a change that never comes
+    obs, act = np.zeros(4), np.zeros(1)
+    verdicts = []
+    for _ in range(4):  # two steps per chunk
+        verdicts.append(g.screen(obs, np.zeros((2, 1))))
+        g.observe(obs, act)
+        g.observe(obs, act)
+    verdicts.append(g.screen(obs, np.zeros((2, 1))))
+    # error = sqrt(mean((0.2 * 2/2)^2 over 4 dims)) = 0.1; flagged once 2 errors are in
+    assert [v.flagged for v in verdicts] == [False, False, True, True, True]
+    assert verdicts[-1].anomaly == pytest.approx(0.1)
+    assert verdicts[-1].energy_j == pytest.approx(2e-7)  # the check and the screening
+    g.reset()
+    assert not g.screen(obs, np.zeros((2, 1))).flagged
