@@ -82,6 +82,7 @@ class EpisodeResult:
     safe_steps: int = 0
     deadline_misses: int = 0
     anomalies: int = 0  # chunks the world model flagged
+    first_anomaly_step: int | None = None  # the episode step of the first flag
     vetoes: int = 0  # chunks it refused
     firing_rates: list[float] = field(default_factory=list)
 
@@ -204,6 +205,8 @@ class Executive:
         times = (t2, time.perf_counter())
         if verdict.flagged:
             res.anomalies += 1
+            if res.first_anomaly_step is None:
+                res.first_anomaly_step = res.steps
             tel.event("anomaly", severity="warning", score=verdict.anomaly, reason=verdict.reason,
                       mission_s=self.t)
         if not verdict.accept:

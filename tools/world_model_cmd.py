@@ -190,3 +190,45 @@ def _plot(res: dict, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     save_png(fig, path)
+
+
+@app.command("anomalies")
+def anomalies(
+    image: Path = typer.Argument(..., help="signed image with a world model (.sfimg)"),
+    pubkey: Path = typer.Option(..., "--pubkey", help="public key the image must be signed by"),
+    episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="episodes per fault"),
+    seed: int = typer.Option(10_000, "--seed", help="first episode seed (held out)"),
+    start: int = typer.Option(20, "--start", min=0, help="step at which each fault begins"),
+    backend: str = typer.Option("onnx-fixed", "--backend"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Fly the image with its world-model guard under every injected fault and nominally:
+    detection rate and delay per fault, false alarms."""
+    from runtime.loader import load_flight_policy
+    from tools.anomalies import measure
+    from tools.progress import episode_counter
+
+    policy = load_flight_policy(image, pubkey)
+    if not policy.manifest.get("world_model"):
+        raise SpikeflightError(f"{image}: the image carries no world model (compile it with "
+                               "--world-model)")
+    with progress_bar() as bar:
+        job = bar.add_task(f"anomalies on {policy.task}", total=episodes * 5, status="")
+        count = episode_counter(bar, job)
+        rows = measure(policy, policy.task, episodes, seed, start, backend,
+                       on_episode=lambda _fault, res: count(res))
+    out = {"image": str(image), "task": policy.task, "start": start, "episodes": episodes,
+           "threshold": policy.manifest["world_model"]["threshold"], "faults": rows}
+    if as_json:
+        print(json.dumps(out))
+        return
+    table = Table(title=f"anomaly detection, {policy.task} (faults from step {start})")
+    for col in ("fault", "episodes", "faulted", "detected", "delay s (median / max)",
+                "false alarms", "success"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        delay = "-" if r["delay_s_median"] is None else \
+            f"{r['delay_s_median']:.2f} / {r['delay_s_max']:.2f}"
+        table.add_row(r["fault"], str(r["episodes"]), str(r["faulted"]), str(r["detected"]),
+                      delay, str(r["false_alarms"]), str(r["success"]))
+    console.print(table)

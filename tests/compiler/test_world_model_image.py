@@ -4,6 +4,7 @@ documented."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,30 @@ def test_an_error_that_stays_above_the_threshold_is_flagged() -> None:
     assert verdicts[-1].energy_j == pytest.approx(2e-7)  # the check and the screening
     g.reset()
     assert not g.screen(obs, np.zeros((2, 1))).flagged
+
+
+def test_detection_delay_and_false_alarms_are_counted_as_documented() -> None:
+    from runtime.executive import EpisodeResult
+    from tools.anomalies import _row
+
+    eps = [EpisodeResult(seed=1, steps=100, first_anomaly_step=26),  # detected, 6 steps
+           EpisodeResult(seed=2, steps=100, first_anomaly_step=10),  # before the fault
+           EpisodeResult(seed=3, steps=100),  # missed
+           EpisodeResult(seed=4, steps=15, success=True)]  # over before the fault
+    row = _row("grasp-slip", eps, start=20)
+    assert (row["faulted"], row["detected"], row["false_alarms"]) == (3, 1, 1)
+    assert row["detection_rate"] == pytest.approx(1 / 3)
+    assert row["delay_s_median"] == pytest.approx(0.3) and row["success"] == 1
+    nominal = _row("nominal", eps, start=20)
+    assert nominal["false_alarms"] == 2 and nominal["detection_rate"] is None
+
+
+def test_anomalies_command_reports_every_fault(wm_image) -> None:
+    image, pub = wm_image
+    res = cli("world-model", "anomalies", str(image), "--pubkey", str(pub), "-n", "1",
+              "--start", "10", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [r["fault"] for r in out["faults"]] == ["nominal", "stuck-joint", "grasp-slip",
+                                                   "sensor-bias", "mass-change"]
+    assert all(r["episodes"] == 1 for r in out["faults"])
