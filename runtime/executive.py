@@ -14,11 +14,13 @@ An environment's ``info["budget_scale"]`` (a brown-out) scales the governor's bu
 that step on (``budget_log`` keeps every change). A deadline miss (watchdog) drops the late
 chunk and holds position for one control step; an environment whose step reports
 ``info["replan"]`` (a hardware-in-the-loop link that lost ticks) has the rest of the chunk
-dropped and a new one planned on its observation; a vetoed chunk (world model) and one
-that fails the optional ``plausible(chunk, rates)`` check (``runtime.scrubber``) hold
-position too. Telemetry records per chunk the channels latency_ms, energy_j,
-operating_point, backend, firing_rates, governor_state and phases (``runtime.phases``:
-per-phase operations and wall times for energy attribution), and the events (fallback,
+dropped and a new one planned on its observation; a chunk the world model vetoes is
+replaced by a fresh sample, up to ``candidates`` chunks per plan (each booked), after
+which the robot holds position; one that fails the optional ``plausible(chunk, rates)``
+check (``runtime.scrubber``) holds position too. Telemetry records per chunk the
+channels latency_ms, energy_j, operating_point, backend, firing_rates, governor_state and
+phases (``runtime.phases``: per-phase operations and wall times for energy attribution),
+and the events (fallback,
 deadline_miss, governor_state, safe_mode, world_model_veto, implausible_output, anomaly).
 Everything random comes from ``numpy.random.default_rng([seed, 0x5F])`` per episode, so an
 episode is deterministic for a given seed and backend arithmetic.
@@ -93,8 +95,11 @@ class Executive:
                  guard: WorldModelGuard | None = None,
                  control_dt_s: float = CONTROL_DT_S, record_phases: bool = True,
                  plausible: Callable[[np.ndarray, list[float]], bool] | None = None,
-                 reading: TraceReading | None = None) -> None:
+                 reading: TraceReading | None = None, candidates: int = 1) -> None:
+        if candidates < 1:
+            raise ValueError(f"candidates per chunk must be >= 1, got {candidates}")
         self.policy, self.chain, self.telemetry = policy, chain, telemetry
+        self.candidates = candidates
         self.reading = reading
         self.energy_source = reading.source if reading is not None else CMOS45.name
         self.governor, self.watchdog = governor, watchdog
@@ -134,6 +139,19 @@ class Executive:
 
     def _plan(self, op: OperatingPoint, obs: np.ndarray, rng: np.random.Generator,
               res: EpisodeResult) -> np.ndarray | None:
+        """The actions of the first of up to ``candidates`` chunks the checks let through
+        (a chunk the world model vetoes is replaced by a fresh sample; a late or
+        implausible one holds position), or None (hold position)."""
+        for _ in range(self.candidates):
+            plan, vetoed = self._candidate(op, obs, rng, res)
+            if not vetoed:
+                return plan
+        return None
+
+    def _candidate(self, op: OperatingPoint, obs: np.ndarray, rng: np.random.Generator,
+                   res: EpisodeResult) -> tuple[np.ndarray | None, bool]:
+        """Sample, check and book one chunk: (its actions or None, whether the world
+        model vetoed it)."""
         ks, coef = self._tables[op.name]
         x, z = self.policy.sampler.draw(rng, 1, self.policy.net.action_size, len(ks))
         t0 = time.perf_counter()
@@ -174,7 +192,7 @@ class Executive:
             phases = chunk_phases(work, t2 - t1, t3 - t2, op.replan * self.dt)
             tel.channel("phases", [dict(vars(p)) for p in phases], mission_s=self.t,
                         wall_s=(t0, t2))
-        return plan
+        return plan, not verdict.accept
 
     def _book(self, res: EpisodeResult, energy: float) -> None:
         """Book a chunk's energy (inference and world model) in the episode and with the

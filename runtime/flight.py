@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hardware.energy import CMOS45
+from hardware.errors import SpikeflightError
 from hardware.stats import wilson_interval
 from runtime.backends import FallbackChain, chain_for
 from runtime.executive import CONTROL_DT_S, EpisodeResult, Executive, operating_points
@@ -41,6 +42,7 @@ class FlightConfig:
     record_phases: bool = True  # per-phase records in telemetry (power profiling)
     power_trace: Path | None = None  # the governor's reading (runtime.power_reading)
     world_model: bool = True  # fly the image's world-model guard if it carries one
+    candidates: int = 1  # chunks sampled per plan at most: a vetoed one is replaced
 
     def __post_init__(self) -> None:
         """Check budgets, deadline and trace now, so bad input fails before anything
@@ -48,6 +50,8 @@ class FlightConfig:
         self.budget()
         if self.deadline_ms is not None:
             Watchdog(self.deadline_ms / 1e3)
+        if self.candidates < 1:
+            raise SpikeflightError(f"candidates per chunk must be >= 1, got {self.candidates}")
         self.reading()
 
     def reading(self) -> TraceReading | None:
@@ -91,7 +95,8 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
             guard = guard_for(policy) if cfg.world_model else NoGuard()
             ex = Executive(policy, chain, tel, governor, watchdog, guard=guard,
                            control_dt_s=cfg.control_dt_s, record_phases=cfg.record_phases,
-                           plausible=plausible, reading=cfg.reading())
+                           plausible=plausible, reading=cfg.reading(),
+                           candidates=cfg.candidates)
             results = []
             for seed in seeds:
                 res = ex.run_episode(env, seed)

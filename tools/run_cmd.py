@@ -31,6 +31,9 @@ def run_cmd(
     world_model: bool = typer.Option(True, "--world-model/--no-world-model",
                                      help="fly the image's world-model guard (screening, "
                                      "anomalies) if it carries one"),
+    candidates: int = typer.Option(1, "--screen", min=1,
+                                   help="chunks sampled per plan at most: one the world "
+                                   "model vetoes is replaced by a fresh sample"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Verify the image, then run closed-loop episodes: success, latency percentiles,
@@ -45,7 +48,7 @@ def run_cmd(
                                f"got {backend!r}")
     cfg = FlightConfig(backend=backend, budget_w=budget_w, budget_j=budget_j, window_s=window_s,
                        deadline_ms=deadline_ms, telemetry=telemetry,
-                       world_model=world_model)  # checks budgets, deadline
+                       world_model=world_model, candidates=candidates)  # checks budgets
     policy = load_flight_policy(image, pubkey)  # verified before anything runs
     task = task or policy.task
     env = make_env(task)

@@ -170,3 +170,42 @@ def test_anomalies_command_reports_every_fault(wm_image) -> None:
     assert [r["fault"] for r in out["faults"]] == ["nominal", "stuck-joint", "grasp-slip",
                                                    "sensor-bias", "mass-change"]
     assert all(r["episodes"] == 1 for r in out["faults"])
+
+
+class VetoFirst:
+    """Vetoes every other chunk it sees, starting with the first."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def reset(self) -> None:
+        pass
+
+    def observe(self, obs, action) -> None:
+        pass
+
+    def screen(self, obs, chunk):
+        from runtime.world_model import Verdict
+
+        self.calls += 1
+        return Verdict(accept=self.calls % 2 == 0, reason="odd", energy_j=1e-9)
+
+
+def test_a_vetoed_chunk_is_replaced_by_a_fresh_sample_up_to_the_candidates(wm_image) -> None:
+    from hardware.sim.registry import make_env
+    from runtime.backends import chain_for
+    from runtime.executive import Executive
+    from runtime.loader import load_flight_policy
+    from runtime.telemetry import Telemetry
+
+    policy = load_flight_policy(*wm_image)
+    out = {}
+    for n in (1, 2):
+        with Telemetry(None) as tel:
+            chain = chain_for(policy, "onnx-fixed")
+            ex = Executive(policy, chain, tel, guard=VetoFirst(), candidates=n)
+            out[n] = ex.run_episode(make_env("hatch"), 10000, max_steps=8)
+            chain.close()
+    assert out[1].safe_steps == out[1].vetoes > 0  # a vetoed plan holds position
+    assert out[2].safe_steps == 0 and out[2].vetoes == out[2].chunks // 2  # the 2nd flies
+    assert len(out[2].chunk_energy_j) == out[2].chunks  # every candidate is booked
