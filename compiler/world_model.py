@@ -14,10 +14,13 @@ Calibration on nominal episodes of the task's expert (``CALIB_EPISODES``), in th
 student's normalised observation units, of what the runtime guard (``runtime.world_model``)
 checks:
 
-- anomaly: every ``H`` steps the error ``e = sqrt(mean((N_s(s_hat) - N_s(s))^2))`` of the
-  prediction of ``s_t`` from ``s_t-H`` and the H actions executed since; the statistic is
-  the mean of the last ``WINDOW`` errors, and the threshold is ``THRESHOLD_FACTOR`` x its
-  largest value over the calibration episodes;
+- anomaly: every ``H`` steps the error ``e = sqrt(mean((c (s_hat - s))^2))`` of the
+  prediction of ``s_t`` from ``s_t-H`` and the H actions executed since, with ``c`` the
+  student's normalisation scale ``2 / span`` except on the flags (dimensions that are
+  only ever 0 or 1 in the calibration episodes: grasped, locked, ...), whose switching
+  instant no model times and which are left out (``c = 0``); the statistic is the mean of
+  the last ``WINDOW`` errors, and the threshold is ``THRESHOLD_FACTOR`` x its largest
+  value over the calibration episodes;
 - envelope: for every velocity field of the observation (names ending in ``vel``) the
   largest speed (Euclidean norm of the field; m/s or rad/s as the field is documented)
   over the calibration episodes, times ``ENVELOPE_FACTOR``.
@@ -119,51 +122,64 @@ def velocity_fields(layout: list[Any]) -> list[Any]:
     return [f for f in layout if f.name.endswith("vel")]
 
 
-def calibrate(student: StudentWorldModel, graph: onnx.ModelProto, task: str,
-              episodes: int = CALIB_EPISODES, seed: int = 90_000) -> dict[str, Any]:
-    """Anomaly threshold and velocity envelope from nominal expert episodes (module
-    docstring)."""
+def _expert_episodes(task: str, episodes: int, seed: int
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observations (L + 1, obs_dim), actions (L, act_dim)) of nominal expert episodes."""
     from hardware.sim.registry import make_env, make_expert
 
-    h = student.cfg.horizon
-    sess = _session(graph)
-    a_s, b_s = _affine(student.obs_norm.lo.double().numpy(),
-                       student.obs_norm.hi.double().numpy())
     env = make_env(task)
-    fields = velocity_fields(env.unwrapped.obs_layout())
-    top = {f.name: 0.0 for f in fields}
-    stats: list[float] = []
     expert = make_expert(task, env)
+    out = []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
             expert.reset()
-            hist: list[tuple[np.ndarray, np.ndarray]] = []
-            errors: list[float] = []
-            done = False
+            seq, acts, done = [np.asarray(obs, np.float64)], [], False
             while not done:
-                for f in fields:
-                    top[f.name] = max(top[f.name], float(np.linalg.norm(obs[f.slice])))
-                if len(hist) >= h and len(hist) % h == 0:
-                    s0 = hist[-h][0]
-                    acts = np.concatenate([a for _, a in hist[-h:]])
-                    pred = sess.run(None, {"obs": s0[None], "actions": acts[None]})[0][0]
-                    errors.append(float(np.sqrt(np.mean(((pred - obs) * a_s) ** 2))))
-                    if len(errors) >= WINDOW:
-                        stats.append(float(np.mean(errors[-WINDOW:])))
-                action = np.asarray(expert.act(obs), np.float64)
-                hist.append((np.asarray(obs, np.float64), action))
-                obs, _, term, trunc, _ = env.step(action)
+                acts.append(np.asarray(expert.act(obs), np.float64))
+                obs, _, term, trunc, _ = env.step(acts[-1])
+                seq.append(np.asarray(obs, np.float64))
                 done = term or trunc
+            out.append((np.asarray(seq), np.asarray(acts)))
     finally:
         env.close()
+    return out
+
+
+def calibrate(student: StudentWorldModel, graph: onnx.ModelProto, task: str,
+              episodes: int = CALIB_EPISODES, seed: int = 90_000) -> dict[str, Any]:
+    """Anomaly threshold and velocity envelope from nominal expert episodes (module
+    docstring)."""
+    from hardware.sim.registry import make_env
+
+    h = student.cfg.horizon
+    sess = _session(graph)
+    runs = _expert_episodes(task, episodes, seed)
+    every = np.concatenate([o for o, _ in runs])
+    binary = np.all((every == 0.0) | (every == 1.0), axis=0)
+    a_s, _ = _affine(student.obs_norm.lo.double().numpy(), student.obs_norm.hi.double().numpy())
+    scale = np.where(binary, 0.0, a_s)
+    stats: list[float] = []
+    for obs, acts in runs:
+        starts = np.arange(0, len(acts) - h + 1, h)
+        if not len(starts):
+            continue
+        pred = sess.run(None, {"obs": obs[starts], "actions": np.stack(
+            [acts[t:t + h].reshape(-1) for t in starts])})[0]
+        errors = np.sqrt(np.mean(((pred - obs[starts + h]) * scale) ** 2, axis=1))
+        stats += [float(np.mean(errors[i - WINDOW + 1:i + 1]))
+                  for i in range(WINDOW - 1, len(errors))]
     if not stats:
         raise ValueError(f"calibration episodes of {task} are shorter than "
                          f"{WINDOW * h} steps")
-    envelope = [{"field": f.name, "start": f.start, "size": f.size,
-                 "limit": ENVELOPE_FACTOR * top[f.name]} for f in fields]
+    env = make_env(task)
+    fields = velocity_fields(env.unwrapped.obs_layout())
+    env.close()
+    envelope = [{"field": f.name, "start": f.start, "size": f.size, "limit": ENVELOPE_FACTOR
+                 * float(np.linalg.norm(every[:, f.slice], axis=1).max())} for f in fields]
     return {"episodes": episodes, "window": WINDOW, "statistic_max": max(stats),
-            "threshold": THRESHOLD_FACTOR * max(stats), "envelope": envelope}
+            "threshold": THRESHOLD_FACTOR * max(stats), "envelope": envelope,
+            "error_scale": scale.tolist()}
 
 
 def pack_world_model(run: Path, task: str, obs_dim: int, act_dim: int, states: np.ndarray,
@@ -183,7 +199,5 @@ def pack_world_model(run: Path, task: str, obs_dim: int, act_dim: int, states: n
              "obs_dim": obs_dim, "act_dim": act_dim,
              "parameters": student.parameters_count(), "macs": student.macs(),
              "energy_j": CMOS45.ann_joules(student.macs()), "energy_source": CMOS45.name,
-             "obs_lo": student.obs_norm.lo.double().tolist(),
-             "obs_hi": student.obs_norm.hi.double().tolist(),
              "conformance": check, **calibrate(student, graph, task)}
     return graph.SerializeToString(), entry, failures

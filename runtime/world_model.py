@@ -19,8 +19,9 @@ student predicts the observation ``H`` steps ahead from an observation and ``H``
   down is not (otherwise a tumbling payload would freeze the robot for good).
 - Anomaly: once ``H`` steps have run since the last check, the prediction of the current
   observation from the observation ``H`` steps ago and the ``H`` actions executed since;
-  its error ``e = sqrt(mean((a_s (s_hat - s))^2))`` (``a_s = 2 / span``: the student's
-  normalised units); the statistic is the mean of the last ``window`` errors, flagged
+  its error ``e = sqrt(mean((c (s_hat - s))^2))`` (``c``: the manifest's
+  ``error_scale``, the student's normalisation ``2 / span`` with the 0/1 flags left out:
+  ``compiler/world_model.py``); the statistic is the mean of the last ``window`` errors, flagged
   when above the calibrated ``threshold`` (the error stays high, not one spike).
 
 Every prediction costs ``energy_j`` (the student's MACs at ``cmos45-horowitz2014``).
@@ -88,9 +89,7 @@ class StudentGuard:
         self.energy_j = float(entry["energy_j"])
         self.envelope = [(slice(int(e["start"]), int(e["start"]) + int(e["size"])),
                           e["field"], float(e["limit"])) for e in entry["envelope"]]
-        lo, hi = np.asarray(entry["obs_lo"]), np.asarray(entry["obs_hi"])
-        span = hi - lo
-        self.scale = np.where(span > 1e-6, 2.0 / np.where(span > 1e-6, span, 1.0), 0.0)
+        self.scale = np.asarray(entry["error_scale"], np.float64)
         self.reset()
 
     def reset(self) -> None:

@@ -169,13 +169,14 @@ def evaluate(
                           for k, v in res.items()}))
         return
     table = Table(title=f"open-loop error, {cfg['task']} ({len(episodes)} episodes)")
-    for col in ("k", "model", "no change", "starts"):
+    for col in ("k", "model", "no change", "model (no flags)", "no change (no flags)", "starts"):
         table.add_column(col, justify="right")
     shown = [k for k in REPORT_K if k <= horizon and not math.isnan(res["model"][k - 1])]
     h = getattr(model.cfg, "horizon", 1)
     for k in shown or [k for k in range(h, horizon + 1, h)][:8]:
-        table.add_row(str(k), f"{res['model'][k - 1]:.4f}", f"{res['no_change'][k - 1]:.4f}",
-                      str(res["starts"][k - 1]))
+        table.add_row(str(k), *[f"{res[c][k - 1]:.4f}" for c in (
+            "model", "no_change", "model_continuous", "no_change_continuous")],
+            str(res["starts"][k - 1]))
     console.print(table)
 
 
@@ -183,6 +184,7 @@ def _plot(res: dict, path: Path) -> None:
     fig, ax = pyplot().subplots(figsize=(6, 4))
     ax.plot(res["k"], res["model"], label="world model")
     ax.plot(res["k"], res["no_change"], linestyle="--", label="no change")
+    ax.plot(res["k"], res["model_continuous"], label="world model, flags left out")
     ax.set_xlabel("k (steps open loop)")
     ax.set_ylabel("RMSE (normalised observation units)")
     ax.set_yscale("log")

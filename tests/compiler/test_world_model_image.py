@@ -13,6 +13,7 @@ import torch
 
 from compiler.world_model import WM_TOL, build_student_graph
 from hardware.energy import CMOS45
+from hardware.sim.tasks.hatch import HatchEnv
 from policies.world_model import WorldModelConfig, load_transitions
 from policies.world_model_distill import DistillConfig, distill, load_windows
 from policies.world_model_student import StudentConfig, StudentWorldModel
@@ -62,6 +63,9 @@ def test_the_image_carries_the_calibrated_student(wm_image) -> None:
     assert wm["macs"] == (OBS + 4 * ACT) * 16 + 16 * (OBS + 1)
     assert [e["field"] for e in wm["envelope"]] == ["hatch_angvel", "latch_angvel"]
     assert all(e["limit"] > 0 for e in wm["envelope"]) and wm["threshold"] > 0
+    flags = [f for f in HatchEnv.obs_layout() if f.name in ("grasped", "locked")]
+    scale = np.asarray(wm["error_scale"])
+    assert all(np.all(scale[f.slice] == 0) for f in flags) and np.count_nonzero(scale) > 20
 
 
 def test_the_graph_computes_the_student_in_float64() -> None:
@@ -111,7 +115,7 @@ def _known_guard(delta: float, threshold: float = 0.05) -> StudentGuard:
             p.zero_()
         s.net[-1].bias[2] = delta
     entry = {"horizon": 2, "threshold": threshold, "window": 2, "energy_j": 1e-7,
-             "obs_lo": [-1.0] * 4, "obs_hi": [1.0] * 4,
+             "error_scale": [1.0] * 4,
              "envelope": [{"field": "body_linvel", "start": 2, "size": 1, "limit": 0.3}]}
     return StudentGuard(build_student_graph(s).SerializeToString(), entry)
 
