@@ -31,7 +31,7 @@ def run_cmd(
     world_model: bool = typer.Option(True, "--world-model/--no-world-model",
                                      help="fly the image's world-model guard (screening, "
                                      "anomalies) if it carries one"),
-    candidates: int = typer.Option(1, "--screen", min=1,
+    candidates: int = typer.Option(1, "--screen",
                                    help="chunks sampled per plan at most: one the world "
                                    "model vetoes is replaced by a fresh sample"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
@@ -85,6 +85,9 @@ def _print(s: dict) -> None:
     console.print(e)
     pts = ", ".join(f"{k} {v}" for k, v in s["operating_points"].items())
     console.print(f"operating points used (chunks): {pts or 'none'}")
+    if s.get("world_model"):
+        console.print(f"world model: {s['vetoes']} chunks vetoed, {s['anomalies']} flagged as "
+                      "anomalous")
     if s["firing_rates"]:
         console.print("firing rates per population (spikes/neuron/micro-step): "
                       + ", ".join(f"{r:.3f}" for r in s["firing_rates"]))

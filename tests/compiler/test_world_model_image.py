@@ -213,3 +213,17 @@ def test_a_vetoed_chunk_is_replaced_by_a_fresh_sample_up_to_the_candidates(wm_im
     assert out[1].safe_steps == out[1].vetoes > 0  # a vetoed plan holds position
     assert out[2].safe_steps == 0 and out[2].vetoes == out[2].chunks // 2  # the 2nd flies
     assert len(out[2].chunk_energy_j) == out[2].chunks  # every candidate is booked
+
+
+def test_run_reports_the_guard_and_refuses_zero_candidates(wm_image) -> None:
+    from tests.tools.test_data_cli import assert_one_line_error
+
+    image, pub = wm_image
+    res = cli("run", str(image), "--pubkey", str(pub), "-n", "1", "--backend", "onnx-fixed",
+              "--screen", "2")
+    assert res.returncode == 0, res.stderr
+    assert "world model: " in res.stdout and "chunks vetoed" in res.stdout
+    res = cli("run", str(image), "--pubkey", str(pub), "-n", "1", "--no-world-model")
+    assert res.returncode == 0 and "world model: " not in res.stdout
+    assert_one_line_error(cli("run", str(image), "--pubkey", str(pub), "--screen", "0"),
+                          "candidates per chunk must be >= 1")
