@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compiler import conformance as conf
 from compiler.calibrate import expert_states, record_denoising
-from compiler.closed_loop import ground_success
+from compiler.closed_loop import CompiledPolicy, ground_success
 from compiler.export import export_policy, write_nir
 from compiler.fold import fold
 from compiler.mapping import map_cores
@@ -65,7 +65,7 @@ from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
 from compiler.selftest_vectors import selftest_vectors
 from compiler.tensor_store import share_tensors
-from compiler.world_model import pack_world_model
+from compiler.world_model import POLICY_EPISODES, pack_world_model, policy_episodes
 from hardware.errors import SpikeflightError
 from hardware.loihi2 import LOIHI2, Loihi2Limits
 from policies.checkpoint import load_policy
@@ -102,6 +102,7 @@ class CompileOptions:
         (None, 2), (None, None), (10, None), (5, None), (3, None))
     ground_episodes: int = 20  # closed-loop episodes per operating point
     world_model: Path | None = None  # a distilled student run to pack beside the policy
+    world_model_episodes: int = POLICY_EPISODES  # the policy's own calibration flights
     version: str = "0.1.0"
     security_counter: int = 0
     limits: Loihi2Limits = field(default_factory=lambda: LOIHI2)
@@ -224,9 +225,13 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     wm_graph = b""
     if options.world_model is not None:
         stage(f"world model: pack {options.world_model}, conformance and calibration")
+        flier = CompiledPolicy(policy.cfg, net, sampler, exported.host["act_lo"],
+                               exported.host["act_hi"])
+        replan = options.operating_points[0][1] or policy.cfg.chunk
         wm_graph, manifest["world_model"], wm_failures = pack_world_model(
             Path(options.world_model), task, policy.cfg.obs_dim, policy.cfg.act_dim,
-            states, options.seed)
+            states, options.seed, flown=lambda: policy_episodes(
+                flier, task, options.world_model_episodes, replan))
         failures += wm_failures
     if failures:
         raise CompileError("conformance failed: " + "; ".join(failures))

@@ -10,9 +10,11 @@ against the student in float64 on observations from the calibration states and a
 drawn uniformly over the action range; the largest difference must stay below
 ``WM_TOL``.
 
-Calibration on nominal episodes of the task's expert (``CALIB_EPISODES``), in the
-student's normalised observation units, of what the runtime guard (``runtime.world_model``)
-checks:
+Calibration on nominal episodes of the task's expert (``CALIB_EPISODES``) and of the
+policy itself (``POLICY_EPISODES``, flown by the compiled float network with the first
+operating point's replanning: the guard must not cry wolf at what the policy does when
+nothing is wrong), in the student's normalised observation units, of what the runtime
+guard (``runtime.world_model``) checks:
 
 - anomaly: every ``H`` steps the error ``e = sqrt(mean((c (s_hat - s))^2))`` of the
   prediction of ``s_t`` from ``s_t-H`` and the H actions executed since, with ``c`` the
@@ -44,6 +46,7 @@ from policies.world_model_student import StudentWorldModel
 
 WM_TOL = 1e-9
 CALIB_EPISODES = 10
+POLICY_EPISODES = 5
 WINDOW = 3
 THRESHOLD_FACTOR = 1.5
 ENVELOPE_FACTOR = 1.5
@@ -146,15 +149,43 @@ def _expert_episodes(task: str, episodes: int, seed: int
     return out
 
 
+def policy_episodes(policy: Any, task: str, episodes: int, execute: int,
+                    seed: int = 80_000) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observations (L + 1, obs_dim), actions (L, act_dim)) of nominal episodes flown by
+    ``policy`` (``compiler.closed_loop.CompiledPolicy``), ``execute`` actions per chunk."""
+    from hardware.sim.registry import make_env
+
+    env = make_env(task)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            seq, acts, done = [np.asarray(obs, np.float64)], [], False
+            while not done:
+                for a in policy.act(obs, generator=gen)[0][:execute]:
+                    acts.append(np.asarray(a, np.float64))
+                    obs, _, term, trunc, _ = env.step(acts[-1])
+                    seq.append(np.asarray(obs, np.float64))
+                    done = term or trunc
+                    if done:
+                        break
+            out.append((np.asarray(seq), np.asarray(acts)))
+    finally:
+        env.close()
+    return out
+
+
 def calibrate(student: StudentWorldModel, graph: onnx.ModelProto, task: str,
-              episodes: int = CALIB_EPISODES, seed: int = 90_000) -> dict[str, Any]:
-    """Anomaly threshold and velocity envelope from nominal expert episodes (module
-    docstring)."""
+              episodes: int = CALIB_EPISODES, seed: int = 90_000,
+              flown: list[tuple[np.ndarray, np.ndarray]] = ()) -> dict[str, Any]:
+    """Anomaly threshold and velocity envelope from nominal expert episodes and the
+    ``flown`` nominal episodes of the policy itself (module docstring)."""
     from hardware.sim.registry import make_env
 
     h = student.cfg.horizon
     sess = _session(graph)
-    runs = _expert_episodes(task, episodes, seed)
+    runs = _expert_episodes(task, episodes, seed) + list(flown)
     every = np.concatenate([o for o, _ in runs])
     binary = np.all((every == 0.0) | (every == 1.0), axis=0)
     a_s, _ = _affine(student.obs_norm.lo.double().numpy(), student.obs_norm.hi.double().numpy())
@@ -177,14 +208,18 @@ def calibrate(student: StudentWorldModel, graph: onnx.ModelProto, task: str,
     env.close()
     envelope = [{"field": f.name, "start": f.start, "size": f.size, "limit": ENVELOPE_FACTOR
                  * float(np.linalg.norm(every[:, f.slice], axis=1).max())} for f in fields]
-    return {"episodes": episodes, "window": WINDOW, "statistic_max": max(stats),
+    return {"episodes": episodes, "policy_episodes": len(flown), "window": WINDOW,
+            "statistic_max": max(stats),
             "threshold": THRESHOLD_FACTOR * max(stats), "envelope": envelope,
             "error_scale": scale.tolist()}
 
 
 def pack_world_model(run: Path, task: str, obs_dim: int, act_dim: int, states: np.ndarray,
-                     seed: int = 0) -> tuple[bytes, dict[str, Any], list[str]]:
-    """(graph bytes, manifest entry, conformance failures) for the student at ``run``."""
+                     seed: int = 0, flown: Any = None
+                     ) -> tuple[bytes, dict[str, Any], list[str]]:
+    """(graph bytes, manifest entry, conformance failures) for the student at ``run``;
+    ``flown()``: the policy's own nominal episodes for the calibration (see
+    ``policy_episodes``), called only once the student fits the policy."""
     student, cfg = load_student(run)
     failures = []
     if cfg["task"] != task or student.cfg.obs_dim != obs_dim or student.cfg.act_dim != act_dim:
@@ -199,5 +234,6 @@ def pack_world_model(run: Path, task: str, obs_dim: int, act_dim: int, states: n
              "obs_dim": obs_dim, "act_dim": act_dim,
              "parameters": student.parameters_count(), "macs": student.macs(),
              "energy_j": CMOS45.ann_joules(student.macs()), "energy_source": CMOS45.name,
-             "conformance": check, **calibrate(student, graph, task)}
+             "conformance": check,
+             **calibrate(student, graph, task, flown=flown() if flown else ())}
     return graph.SerializeToString(), entry, failures

@@ -50,7 +50,8 @@ def wm_image(student_run, tmp_path_factory) -> tuple[Path, Path]:
     private, public = save_keypair(root / "k")
     run = train_tiny(root / "policy", "sdp-sdli")
     image = root / "hatch-wm.sfimg"
-    image.write_bytes(compile_tiny(run, "cpu-fixed", private, world_model=student_run))
+    image.write_bytes(compile_tiny(run, "cpu-fixed", private, world_model=student_run,
+                                  world_model_episodes=1))
     return image, public
 
 
@@ -58,6 +59,7 @@ def test_the_image_carries_the_calibrated_student(wm_image) -> None:
     img = read_image(load_image(wm_image[0]))
     wm = img.manifest["world_model"]
     assert WM_SECTION in img.sections and wm["horizon"] == 4
+    assert wm["episodes"] == 10 and wm["policy_episodes"] == 1  # expert and policy flights
     assert wm["conformance"]["max_abs_error"] <= WM_TOL
     assert wm["energy_j"] == pytest.approx(CMOS45.ann_joules(wm["macs"]))
     assert wm["macs"] == (OBS + 4 * ACT) * 16 + 16 * (OBS + 1)
