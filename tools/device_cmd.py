@@ -90,6 +90,11 @@ def fly(
                                             help="the governor reads the compute rail from "
                                             "this board trace (CSV t_s, power_w | energy_j), "
                                             "replayed on the mission clock"),
+    world_model: bool = typer.Option(True, "--world-model/--no-world-model",
+                                     help="fly the image's world-model guard if it carries one"),
+    candidates: int = typer.Option(1, "--screen",
+                                   help="chunks sampled per plan at most (a vetoed one is "
+                                   "replaced)"),
 ) -> None:
     """Boot as `serve` does, then fly the confirmed image on a hardware-in-the-loop plant
     over --link (sensor frames in, actuator frames out) until the plant says bye. Prints
@@ -104,7 +109,8 @@ def fly(
     if clock not in ("virtual", "real"):
         raise SpikeflightError(f"--clock must be virtual or real, got {clock!r}")
     cfg = FlightConfig(backend=backend, budget_w=budget_w, window_s=window_s,
-                       deadline_ms=deadline_ms, record_phases=False, power_trace=power_trace)
+                       deadline_ms=deadline_ms, record_phases=False, power_trace=power_trace,
+                       world_model=world_model, candidates=candidates)
     agent = DeviceAgent(Storage(storage, DEFAULT_SLOT_SIZE), load_public_key(pubkey), target,
                         backend)
     boot = agent.boot()

@@ -101,10 +101,12 @@ def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, t
                  seeds: Iterable[int], clock: str = "virtual", link: str = "serial:pty",
                  backend: str = "auto", budget_w: float | None = None,
                  on_episode: Callable[[PlantEpisode], None] | None = None,
-                 power_trace: Path | None = None) -> dict[str, Any]:
+                 power_trace: Path | None = None, world_model: bool = True,
+                 candidates: int = 1) -> dict[str, Any]:
     """Fly ``seeds`` under ``scenario``; ``{"plant": [episode dicts], "device": report}``;
     ``power_trace``: the board trace the device's governor reads (``device fly
-    --power-trace``)."""
+    --power-trace``); ``world_model``, ``candidates``: the device's guard and screening
+    (``device fly --no-world-model``, ``--screen``)."""
     from hardware.sim.registry import make_env
 
     args = ["fly", "--link", link, "--storage", str(storage), "--pubkey", str(pubkey),
@@ -115,6 +117,9 @@ def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, t
         args += ["--inject-seu-hz", repr(scenario.seu_rate_hz)]
     if power_trace is not None:
         args += ["--power-trace", os.fspath(Path(power_trace).resolve())]
+    if not world_model:
+        args.append("--no-world-model")
+    args += ["--screen", str(candidates)]
     env = make_env(task)
     log = storage.parent / f"{storage.name}.{scenario.name}.log"
     try:

@@ -47,6 +47,10 @@ def run(
                                             help="board trace (CSV t_s, power_w | energy_j) "
                                             "the device's governor reads instead of its "
                                             "energy model"),
+    world_model: bool = typer.Option(True, "--world-model/--no-world-model",
+                                     help="the device flies the image's world-model guard"),
+    candidates: int = typer.Option(1, "--screen",
+                                   help="chunks the device samples per plan at most"),
 ) -> None:
     """Fly the device's confirmed image in its own process over a framed link (COBS, CRC-32)
     against the task's plant under each scenario's faults; print a summary table; exit 1
@@ -62,6 +66,8 @@ def run(
         raise SpikeflightError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if power_trace is not None:
         TraceReading(power_trace)  # a bad trace fails here, before anything is flashed
+    if candidates < 1:
+        raise SpikeflightError(f"--screen must be >= 1, got {candidates}")
     try:
         header = read_image(load_image(image))
     except ImageError as exc:
@@ -81,7 +87,8 @@ def run(
                 result = hil.run_scenario(sc, storage, pubkey, target, task,
                                           range(seed, seed + episodes), clock, link, backend,
                                           budget, on_episode=episode_counter(bar, job),
-                                          power_trace=power_trace)
+                                          power_trace=power_trace,
+                                          world_model=world_model, candidates=candidates)
             ms = hil_measure.measure(sc, result, min_success, clock)
             records.append(hil_measure.record(sc, result, ms))
             results.append((sc.name, result))

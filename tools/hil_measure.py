@@ -26,6 +26,8 @@ takes its worst measurement's verdict and a run its worst scenario's.
 | detection_latency_max_s | s | <= one scrub period | - |
 | implausible_chunks | chunks | recorded (held by the plausibility check) | - |
 | impulses | kicks | recorded (disturbance: velocity kicks given to drifting bodies) | - |
+| world_model_vetoes | chunks | recorded (the device's world-model guard refused them) | - |
+| anomalies_flagged | chunks | recorded (the guard's prediction error stayed high) | - |
 
 Round-trip latency is measured at the plant, from sending a frame to receiving its answer:
 the device's planning (a chunk's denoising on its backend) plus the link both ways.
@@ -106,6 +108,8 @@ def measure(scenario: Scenario, result: dict[str, Any], min_success: float,
            maximum=scrub_ticks * dt),
         _m("implausible_chunks", "", mem["implausible_chunks"]),
         _m("impulses", "", sum(e["impulses"] for e in plant)),
+        _m("world_model_vetoes", "", dev.get("vetoes", 0)),
+        _m("anomalies_flagged", "", dev.get("anomalies", 0)),
     ]
     return out
 

@@ -229,3 +229,21 @@ def test_run_reports_the_guard_and_refuses_zero_candidates(wm_image) -> None:
     assert res.returncode == 0 and "world model: " not in res.stdout
     assert_one_line_error(cli("run", str(image), "--pubkey", str(pub), "--screen", "0"),
                           "candidates per chunk must be >= 1")
+
+
+def test_the_hil_device_flies_the_guard_and_reports_it(wm_image, tmp_path: Path) -> None:
+    from hardware.hil.scenarios import NOMINAL
+    from tools.hil import provision, run_scenario
+    from tools.hil_measure import measure
+
+    image, pub = wm_image
+    storage = tmp_path / "device"
+    provision(image, pub, storage, "cpu-fixed", "onnx-fixed")
+    on = run_scenario(NOMINAL, storage, pub, "cpu-fixed", "hatch", [10000],
+                      backend="onnx-fixed", candidates=2)
+    off = run_scenario(NOMINAL, storage, pub, "cpu-fixed", "hatch", [10000],
+                       backend="onnx-fixed", world_model=False)
+    assert on["device"]["world_model"] and not off["device"]["world_model"]
+    names = {m.name: m.measured_value.value for m in measure(NOMINAL, on, 0.0)}
+    assert names["world_model_vetoes"] == on["device"]["vetoes"]
+    assert names["anomalies_flagged"] == on["device"]["anomalies"]
