@@ -107,6 +107,7 @@ def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, t
     ``power_trace``: the board trace the device's governor reads (``device fly
     --power-trace``); ``world_model``, ``candidates``: the device's guard and screening
     (``device fly --no-world-model``, ``--screen``)."""
+    from hardware.sim.faults import FaultEnv
     from hardware.sim.registry import make_env
 
     args = ["fly", "--link", link, "--storage", str(storage), "--pubkey", str(pubkey),
@@ -121,6 +122,8 @@ def run_scenario(scenario: Scenario, storage: Path, pubkey: Path, target: str, t
         args.append("--no-world-model")
     args += ["--screen", str(candidates)]
     env = make_env(task)
+    if scenario.plant_fault:
+        env = FaultEnv(env, scenario.plant_fault, scenario.fault_start)
     log = storage.parent / f"{storage.name}.{scenario.name}.log"
     try:
         with DeviceProcess(args, log) as dev:

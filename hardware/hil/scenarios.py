@@ -32,6 +32,10 @@ given episode seed in every run.
   free joint but the gripper's: stow's payload, cap's container and lid, panel's plug,
   drawer's item; hatch has none) gets a velocity change of ``impulse_mps`` in a random
   direction, as a bump from the crew or a thruster firing would give it.
+- ``stuck-joint``, ``grasp-slip``, ``sensor-bias``, ``mass-change``: the plant's world
+  changes from step ``fault_start`` of every episode (``hardware.sim.faults.FaultEnv``:
+  a seized mechanism or wrist, a grasp that lets go, a biased position sensor, heavier
+  bodies); what the device's world-model guard should flag as an anomaly.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import mujoco
 import numpy as np
 
 from hardware.errors import SpikeflightError
+from hardware.sim.faults import FAULTS
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class Scenario:
     the run (counted over all its episodes) from which the power budget is
     ``brownout_scale`` of nominal (-1: never); ``seu_rate_hz``: upsets per second injected
     into the device's weight memory; every ``impulse_every`` ticks (0: never) each drifting
-    body gets a velocity kick of ``impulse_mps`` in a random direction."""
+    body gets a velocity kick of ``impulse_mps`` in a random direction; ``plant_fault``
+    (``hardware.sim.faults.FAULTS``) from step ``fault_start`` of every episode."""
 
     name: str
     noise_std: float = 0.0
@@ -67,11 +73,16 @@ class Scenario:
     seu_rate_hz: float = 0.0
     impulse_every: int = 0
     impulse_mps: float = 0.0
+    plant_fault: str | None = None
+    fault_start: int = 20
 
-    def params(self) -> dict[str, float | int | None]:
-        """The fault parameters that differ from nominal."""
+    def params(self) -> dict[str, float | int | str | None]:
+        """The fault parameters that differ from nominal (and a plant fault's start)."""
         base = asdict(NOMINAL)
-        return {k: v for k, v in asdict(self).items() if k != "name" and v != base[k]}
+        out = {k: v for k, v in asdict(self).items() if k != "name" and v != base[k]}
+        if self.plant_fault:
+            out["fault_start"] = self.fault_start
+        return out
 
     def budget_scale(self, tick: int) -> float:
         """The fraction of the nominal power budget granted at ``tick`` of the run."""
@@ -93,6 +104,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("brownout", brownout_tick=20, brownout_scale=0.3),
     Scenario("seu", seu_rate_hz=1.0),
     Scenario("disturbance", impulse_every=40, impulse_mps=0.03),
+    *(Scenario(f, plant_fault=f) for f in FAULTS),
 )}
 
 

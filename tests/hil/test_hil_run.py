@@ -222,3 +222,15 @@ def test_seu_every_upset_detected_and_repaired_within_a_scrub_period(fleet, devi
     assert max(mem["detection_latency_ticks"]) < 10  # the default scrub period
     rows = {m.name: verdict(m) for m in measure(sc, res, min_success=0.0)}
     assert rows["undetected_upsets"] == rows["detection_latency_max_s"] == "PASS"
+
+
+def test_a_plant_fault_changes_the_world_the_device_flies_in(fleet, device_storage,
+                                                             virtual) -> None:
+    sc = SCENARIOS["sensor-bias"]
+    assert sc.params() == {"plant_fault": "sensor-bias", "fault_start": 20}
+    res = run_scenario(sc, device_storage, fleet["pub"], "cpu-fixed", "hatch", SEEDS[:1],
+                       backend="onnx-fixed")
+    ep = res["plant"][0]
+    assert ep["steps"] == virtual["steps"] and ep["actions_sha256"] != virtual["actions_sha256"]
+    rows = {m.name: m.measured_value.value for m in measure(sc, res, 0.0)}
+    assert rows["anomalies_flagged"] == 0  # the tiny image carries no world model
