@@ -143,7 +143,8 @@ def load_any(run: Path) -> tuple:
 
 @app.command("eval")
 def evaluate(
-    run: Path = typer.Argument(..., help="world-model run directory"),
+    runs: list[Path] = typer.Argument(..., help="world-model run directories (teachers "
+                                      "and students of one task)"),
     data: Path = typer.Option(..., "--data", "-d", help="held-out episodes (.hdf5)"),
     horizon: int = typer.Option(50, "--horizon", min=1, help="steps predicted open loop"),
     stride: int = typer.Option(10, "--stride", min=1, help="steps between starts"),
@@ -151,28 +152,38 @@ def evaluate(
     plot_out: Path | None = typer.Option(None, "--plot", help="PNG of the error against k"),
 ) -> None:
     """k-step open-loop prediction error (k = 1..horizon) on recorded episodes, in the
-    model's normalised observation units, beside the no-change baseline; a teacher or a
-    student run (the student predicts every H steps: NaN in between)."""
+    models' normalised observation units, beside the no-change baseline; teacher or
+    student runs (a student predicts every H steps: NaN in between). One run: its result
+    as the JSON object; several: ``{"runs": [...]}`` and one plot with every run."""
     from hardware.sim.dataset import read_episodes
     from policies.world_model_eval import kstep_errors
 
-    model, cfg = load_any(run)
     episodes = read_episodes(data)
-    res = kstep_errors(model, episodes, horizon, stride)
-    res = {"task": cfg["task"], "run": str(run), "data": str(data), "episodes": len(episodes),
-           **res}
+    results = []
+    for run in runs:
+        model, cfg = load_any(run)
+        res = kstep_errors(model, episodes, horizon, stride)
+        results.append({"task": cfg["task"], "run": str(run), "data": str(data),
+                        "kind": type(model).__name__, "episodes": len(episodes),
+                        "horizon_steps": getattr(model.cfg, "horizon", 1), **res})
     if plot_out is not None:
-        _plot(res, plot_out)
+        _plot(results, plot_out)
     if as_json:
-        print(json.dumps({k: [None if isinstance(x, float) and math.isnan(x) else x
-                              for x in v] if isinstance(v, list) else v
-                          for k, v in res.items()}))
+        clean = [{k: [None if isinstance(x, float) and math.isnan(x) else x for x in v]
+                  if isinstance(v, list) else v for k, v in r.items()} for r in results]
+        print(json.dumps(clean[0] if len(clean) == 1 else {"runs": clean}))
         return
-    table = Table(title=f"open-loop error, {cfg['task']} ({len(episodes)} episodes)")
+    for res in results:
+        _table(res, horizon)
+
+
+def _table(res: dict, horizon: int) -> None:
+    table = Table(title=f"open-loop error, {res['task']} ({res['episodes']} episodes), "
+                        f"{res['run']}")
     for col in ("k", "model", "no change", "model (no flags)", "no change (no flags)", "starts"):
         table.add_column(col, justify="right")
     shown = [k for k in REPORT_K if k <= horizon and not math.isnan(res["model"][k - 1])]
-    h = getattr(model.cfg, "horizon", 1)
+    h = res["horizon_steps"]
     for k in shown or [k for k in range(h, horizon + 1, h)][:8]:
         table.add_row(str(k), *[f"{res[c][k - 1]:.4f}" for c in (
             "model", "no_change", "model_continuous", "no_change_continuous")],
@@ -180,16 +191,25 @@ def evaluate(
     console.print(table)
 
 
-def _plot(res: dict, path: Path) -> None:
-    fig, ax = pyplot().subplots(figsize=(6, 4))
-    ax.plot(res["k"], res["model"], label="world model")
-    ax.plot(res["k"], res["no_change"], linestyle="--", label="no change")
-    ax.plot(res["k"], res["model_continuous"], label="world model, flags left out")
+def _plot(results: list[dict], path: Path) -> None:
+    """Error against k per run (students: a marker every H steps), no change dashed."""
+    import numpy as np
+
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    for res in results:
+        k, e = np.asarray(res["k"]), np.asarray(res["model_continuous"], dtype=float)
+        ok = np.isfinite(e)
+        name = Path(res["run"]).name
+        ax.plot(k[ok], e[ok], marker="o" if res["horizon_steps"] > 1 else None,
+                markersize=3, label=f"{name} ({res['kind'].replace('WorldModel', '')})")
+    first = results[0]
+    ax.plot(first["k"], first["no_change_continuous"], linestyle="--", color="0.4",
+            label="no change")
     ax.set_xlabel("k (steps open loop)")
-    ax.set_ylabel("RMSE (normalised observation units)")
+    ax.set_ylabel("RMSE, flags left out (normalised units)")
     ax.set_yscale("log")
-    ax.set_title(f"{res['task']}: k-step prediction error")
-    ax.legend()
+    ax.set_title(f"{first['task']}: k-step prediction error")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
 

@@ -178,5 +178,11 @@ def test_distill_command_and_student_eval(trained, toy_demos, tmp_path: Path) ->
     assert res.returncode == 0, res.stderr
     model = json.loads(res.stdout)["model"]
     assert model[3] is not None and model[7] is not None and model[0] is None
+    png = tmp_path / "both.png"
+    res = cli("world-model", "eval", str(run), str(out), "-d", str(toy_demos["test"]),
+              "--horizon", "8", "--json", "--plot", str(png))
+    both = json.loads(res.stdout)["runs"]
+    assert [r["kind"] for r in both] == ["EnsembleWorldModel", "StudentWorldModel"]
+    assert [r["horizon_steps"] for r in both] == [1, 4] and png.stat().st_size > 10_000
     res = cli("world-model", "eval", str(toy_demos["test"]), "-d", str(toy_demos["test"]))
     assert_one_line_error(res, "not a spikeflight checkpoint")
