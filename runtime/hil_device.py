@@ -174,7 +174,9 @@ def serve_hil(policy: FlightPolicy, link: FrameLink, cfg: FlightConfig,
         episodes.append({"seed": res.seed, "success": res.success, "steps": res.steps,
                          "chunks": res.chunks, "energy_j": res.energy_j,
                          "safe_steps": res.safe_steps, "deadline_misses": res.deadline_misses,
-                         "chunk_t_s": res.chunk_t_s, "chunk_energy_j": res.chunk_energy_j})
+                         "chunk_t_s": res.chunk_t_s, "chunk_energy_j": res.chunk_energy_j,
+                         "vetoes": res.vetoes, "anomalies": res.anomalies,
+                         "first_anomaly_step": res.first_anomaly_step})
 
     summary = fly_seeds(policy, env, cfg, env.episodes(), on_episode=on_episode, chain=chain,
                         plausible=memory.plausible)

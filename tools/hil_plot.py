@@ -4,8 +4,9 @@ scenario.
 Left: the round-trip latency of every answered tick (ms, log scale) over the plant's run
 time (tick x dt over all episodes), with the deadline (``DEADLINE_FRACTION x dt``) and the
 events: episode starts (grey lines), lost ticks (grey spans), the device's safe mode
-(orange spans, entry to recovery), corrupted frames (red ticks at the bottom) and
-injected upsets (purple lines). Right: the device's power over its mission time, the
+(orange spans, entry to recovery), corrupted frames (red ticks at the bottom), injected
+upsets (purple lines) and each episode's first anomaly flag of the device's world-model
+guard (green dotted lines). Right: the device's power over its mission time, the
 chunk energies summed over a sliding window of the budget's ``window_s`` (default 2 s)
 and divided by it, against the budget that window is held to: the highest in force
 during it (``runtime.flight.window_limit``; a brown-out's cut takes a window to drain).
@@ -54,6 +55,11 @@ def _latency(ax: Any, name: str, result: dict[str, Any], dt: float) -> None:
             k0 = start.get(ev["seed"], 0)
             ax.axvspan((k0 + ev["tick"]) * dt, (k0 + ev["recovered_tick"]) * dt,
                        color="orange", alpha=0.35, linewidth=0)
+    flags = [(start.get(e["seed"], 0) + e["first_anomaly_step"]) * dt
+             for e in dev["episodes_detail"] if e.get("first_anomaly_step") is not None]
+    for i, t in enumerate(flags):
+        ax.axvline(t, color="tab:green", linewidth=1.2, linestyle=":",
+                   label="first anomaly flag" if i == 0 else None)
     for i, u in enumerate(dev["memory"]["upsets"]):
         ax.axvline(u["tick"] * dt, color="purple", linewidth=0.8,
                    label="upset injected" if i == 0 else None)

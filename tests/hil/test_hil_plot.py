@@ -23,8 +23,10 @@ def _result() -> dict:
         "link": {"events": [{"event": "safe_mode", "seed": 2, "tick": 12, "recovered_tick": 14},
                             {"event": "safe_mode", "seed": 2, "tick": 12, "live": True}]},
         "memory": {"upsets": [{"tick": 55, "section": "w", "bit": 3, "detected_tick": 60}]},
-        "episodes_detail": [{"chunk_t_s": [0.0, 0.1], "chunk_energy_j": [1e-6, 2e-6]},
-                            {"chunk_t_s": [2.0], "chunk_energy_j": [4e-6]}],
+        "episodes_detail": [{"seed": 1, "chunk_t_s": [0.0, 0.1],
+                             "chunk_energy_j": [1e-6, 2e-6]},
+                            {"seed": 2, "chunk_t_s": [2.0], "chunk_energy_j": [4e-6],
+                             "first_anomaly_step": 30}],
         "window_s": 1.0, "mission_s": 5.0, "budget_w": 3e-6,
         "budget_changes": [[1.0, 9e-7]], "energy_source": "cmos45-horowitz2014",
     }
@@ -67,6 +69,8 @@ def test_latency_points_sit_at_their_run_time_and_events_are_marked(fig) -> None
     assert len(_colored(ax, "0.6")) == 4  # four lost ticks
     upset = [ln for ln in ax.lines if ln.get_label() == "upset injected"]
     assert upset and upset[0].get_xdata()[0] == pytest.approx(55 * DT)
+    (flag,) = [ln for ln in ax.lines if ln.get_label() == "first anomaly flag"]
+    assert flag.get_xdata()[0] == pytest.approx(70 * DT)  # episode 2 from 40, step 30
     deadline = [ln for ln in ax.lines if ln.get_label() == "deadline (real clock)"]
     assert deadline[0].get_ydata()[0] == pytest.approx(40.0)
 
