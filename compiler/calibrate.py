@@ -36,25 +36,35 @@ class Calibration:
         return Calibration(obs=self.obs[idx], x=self.x[idx], k=self.k[idx])
 
 
-def expert_states(task: str, episodes: int, seed0: int = CALIB_SEED0) -> np.ndarray:
-    """Observations along ``episodes`` scripted-expert episodes of a cabin task."""
+def expert_episodes(task: str, episodes: int, seed0: int = CALIB_SEED0
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observations (L + 1, obs_dim), actions (L, act_dim)) of ``episodes``
+    scripted-expert episodes of a cabin task, seeds ``seed0 ..``."""
     if task not in TASKS:
         raise ValueError(f"calibration needs a cabin task with an expert, got {task!r}")
     env = make_env(task)
     expert = make_expert(task, env)
-    states = []
+    out = []
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed0 + ep)
             expert.reset()
-            while True:
-                states.append(obs)
-                obs, _, term, trunc, _ = env.step(expert.act(obs))
-                if term or trunc:
-                    break
+            seq, acts, done = [np.asarray(obs, np.float64)], [], False
+            while not done:
+                acts.append(np.asarray(expert.act(obs), np.float64))
+                obs, _, term, trunc, _ = env.step(acts[-1])
+                seq.append(np.asarray(obs, np.float64))
+                done = term or trunc
+            out.append((np.asarray(seq), np.asarray(acts)))
     finally:
         env.close()
-    return np.asarray(states, np.float64)
+    return out
+
+
+def expert_states(task: str, episodes: int, seed0: int = CALIB_SEED0) -> np.ndarray:
+    """Observations along ``episodes`` scripted-expert episodes of a cabin task (each
+    one an action answered)."""
+    return np.concatenate([obs[:-1] for obs, _ in expert_episodes(task, episodes, seed0)])
 
 
 def record_denoising(net: FoldedNet, sampler: Sampler, obs: np.ndarray,

@@ -38,6 +38,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from compiler.calibrate import expert_episodes
 from compiler.onnx_builder import GraphBuilder, model, value
 from hardware.energy import CMOS45
 from policies.normalize import MIN_RANGE
@@ -125,30 +126,6 @@ def velocity_fields(layout: list[Any]) -> list[Any]:
     return [f for f in layout if f.name.endswith("vel")]
 
 
-def _expert_episodes(task: str, episodes: int, seed: int
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(observations (L + 1, obs_dim), actions (L, act_dim)) of nominal expert episodes."""
-    from hardware.sim.registry import make_env, make_expert
-
-    env = make_env(task)
-    expert = make_expert(task, env)
-    out = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            expert.reset()
-            seq, acts, done = [np.asarray(obs, np.float64)], [], False
-            while not done:
-                acts.append(np.asarray(expert.act(obs), np.float64))
-                obs, _, term, trunc, _ = env.step(acts[-1])
-                seq.append(np.asarray(obs, np.float64))
-                done = term or trunc
-            out.append((np.asarray(seq), np.asarray(acts)))
-    finally:
-        env.close()
-    return out
-
-
 def policy_episodes(policy: Any, task: str, episodes: int, execute: int,
                     seed: int = 80_000) -> list[tuple[np.ndarray, np.ndarray]]:
     """(observations (L + 1, obs_dim), actions (L, act_dim)) of nominal episodes flown by
@@ -185,7 +162,7 @@ def calibrate(student: StudentWorldModel, graph: onnx.ModelProto, task: str,
 
     h = student.cfg.horizon
     sess = _session(graph)
-    runs = _expert_episodes(task, episodes, seed) + list(flown)
+    runs = expert_episodes(task, episodes, seed) + list(flown)
     every = np.concatenate([o for o, _ in runs])
     binary = np.all((every == 0.0) | (every == 1.0), axis=0)
     a_s, _ = _affine(student.obs_norm.lo.double().numpy(), student.obs_norm.hi.double().numpy())

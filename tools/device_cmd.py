@@ -11,6 +11,7 @@ import typer
 
 from hardware.errors import SpikeflightError
 from tools.progress import console
+from tools.run_cmd import ScreenOpt, WorldModelOpt
 
 app = typer.Typer(no_args_is_help=True,
                   help="Onboard device agent (SMP over serial or UDP) and its management.")
@@ -90,11 +91,8 @@ def fly(
                                             help="the governor reads the compute rail from "
                                             "this board trace (CSV t_s, power_w | energy_j), "
                                             "replayed on the mission clock"),
-    world_model: bool = typer.Option(True, "--world-model/--no-world-model",
-                                     help="fly the image's world-model guard if it carries one"),
-    candidates: int = typer.Option(1, "--screen",
-                                   help="chunks sampled per plan at most (a vetoed one is "
-                                   "replaced)"),
+    world_model: WorldModelOpt = True,
+    candidates: ScreenOpt = 1,
 ) -> None:
     """Boot as `serve` does, then fly the confirmed image on a hardware-in-the-loop plant
     over --link (sensor frames in, actuator frames out) until the plant says bye. Prints

@@ -13,6 +13,7 @@ from rich.table import Table
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 from tools.progress import console, episode_counter, progress_bar
+from tools.run_cmd import ScreenOpt, WorldModelOpt
 
 app = typer.Typer(no_args_is_help=True, help="Hardware-in-the-loop tests (device + plant).")
 
@@ -47,10 +48,8 @@ def run(
                                             help="board trace (CSV t_s, power_w | energy_j) "
                                             "the device's governor reads instead of its "
                                             "energy model"),
-    world_model: bool = typer.Option(True, "--world-model/--no-world-model",
-                                     help="the device flies the image's world-model guard"),
-    candidates: int = typer.Option(1, "--screen",
-                                   help="chunks the device samples per plan at most"),
+    world_model: WorldModelOpt = True,
+    candidates: ScreenOpt = 1,
 ) -> None:
     """Fly the device's confirmed image in its own process over a framed link (COBS, CRC-32)
     against the task's plant under each scenario's faults; print a summary table; exit 1

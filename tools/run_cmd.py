@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
 from tools.progress import console, episode_counter, progress_bar
+
+WorldModelOpt = Annotated[bool, typer.Option(
+    "--world-model/--no-world-model",
+    help="fly the image's world-model guard (screening, anomalies) if it carries one")]
+ScreenOpt = Annotated[int, typer.Option(
+    "--screen", help="chunks sampled per plan at most: one the world model vetoes is "
+    "replaced by a fresh sample")]
 
 
 def run_cmd(
@@ -28,12 +36,8 @@ def run_cmd(
     deadline_ms: float | None = typer.Option(None, "--deadline-ms",
                                              help="per-chunk deadline (watchdog)"),
     telemetry: Path | None = typer.Option(None, "--telemetry", help="JSON-lines telemetry file"),
-    world_model: bool = typer.Option(True, "--world-model/--no-world-model",
-                                     help="fly the image's world-model guard (screening, "
-                                     "anomalies) if it carries one"),
-    candidates: int = typer.Option(1, "--screen",
-                                   help="chunks sampled per plan at most: one the world "
-                                   "model vetoes is replaced by a fresh sample"),
+    world_model: WorldModelOpt = True,
+    candidates: ScreenOpt = 1,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Verify the image, then run closed-loop episodes: success, latency percentiles,
