@@ -5,12 +5,17 @@ joins the process group; otherwise it is a one-process no-op. Each rank computes
 share of a batch; ``mean_grads`` all-reduces the gradients to their mean over ranks after
 every backward pass, which is what DDP's reducer does, done by hand because a DPPO loss
 runs the actor K' times before one backward (DDP's hooks expect one forward per backward).
+
+Every rank leaves through ``Comm.joined()``, which waits for the others and destroys the
+process group while the interpreter is still whole: a gloo group left to interpreter
+shutdown can abort the process (SIGABRT) when its worker threads free tensors late.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -27,6 +32,19 @@ class Comm:
         if not dist.is_initialized():
             dist.init_process_group("gloo")
         return cls(dist.get_rank(), dist.get_world_size())
+
+    @classmethod
+    @contextmanager
+    def joined(cls) -> Iterator[Comm]:
+        """``from_env()`` for the length of a ``with`` block; on a normal exit every rank
+        meets at a barrier, then (normal exit or not) the group is destroyed."""
+        comm = cls.from_env()
+        try:
+            yield comm
+            comm.barrier()
+        finally:
+            if comm.world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
 
     @property
     def main(self) -> bool:

@@ -114,10 +114,18 @@ def bc(
                          phase_balance=phase_balance)
     data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim)
     cfg = resumable_config(out, task, policy) or cfg  # checks before anything is drawn
-    comm = Comm.from_env()
-    if not comm.main:  # rank 0 reports; the others only compute
-        train_bc(task, data, cfg, tcfg, out, comm=comm)
-        return
+    with Comm.joined() as comm:
+        if comm.main:  # rank 0 reports; the others only compute
+            _bc_reporting(task, policy, data, cfg, tcfg, out, comm)
+        else:
+            train_bc(task, data, cfg, tcfg, out, comm=comm)
+
+
+def _bc_reporting(task: str, policy: str, data: Any, cfg: Any, tcfg: Any, out: Path,
+                  comm: Any) -> None:
+    from policies.bc import train_bc
+
+    iterations = tcfg.iterations
     console.print(f"{policy} on {task}: {len(data)} samples from {data.episodes} "
                   f"episodes, hidden {cfg.hidden}, T={cfg.micro_steps}, {comm.world} rank(s)"
                   f" -> {out}")
@@ -269,16 +277,23 @@ def rl(
                    threads=threads, init=str(init), reward=reward,
                    dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy,
                                 sigma_min=std_floor, sigma_lp_min=logp_std_floor))
-    comm = Comm.from_env()
-    if envs < comm.world:
-        raise SpikeflightError(f"--envs {envs} cannot be shared by {comm.world} ranks")
-    if not comm.main:  # rank 0 reports; the others only compute
-        train_rl(task, cfg, out, comm=comm)
-        return
-    console.print(f"L-SDPPO on {task} from {init}: {envs} envs per iteration on "
-                  f"{comm.world} rank(s), last {ft_steps} of {steps} denoising steps -> {out}")
+    with Comm.joined() as comm:
+        if envs < comm.world:
+            raise SpikeflightError(f"--envs {envs} cannot be shared by {comm.world} ranks")
+        if comm.main:  # rank 0 reports; the others only compute
+            _rl_reporting(task, cfg, out, steps, comm)
+        else:
+            train_rl(task, cfg, out, comm=comm)
+
+
+def _rl_reporting(task: str, cfg: Any, out: Path, steps: int, comm: Any) -> None:
+    from policies.rl import train_rl
+
+    console.print(f"L-SDPPO on {task} from {cfg.init}: {cfg.envs} envs per iteration on "
+                  f"{comm.world} rank(s), last {cfg.dppo.ft_steps} of {steps} denoising steps"
+                  f" -> {out}")
     with progress_bar() as bar:
-        job = bar.add_task("fine-tune", total=iterations, status="")
+        job = bar.add_task("fine-tune", total=cfg.iterations, status="")
 
         def on_iteration(st: Any) -> None:
             u = st.update

@@ -5,6 +5,8 @@ and resumes on one rank."""
 from __future__ import annotations
 
 import copy
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +87,20 @@ def test_cli_runs_two_ranks_under_torchrun_and_resumes_on_one(toy_run: Path,  # 
     assert res.returncode == 0, res.stderr[-2000:]
     assert "it 3: success" in res.stderr and "it 1:" not in res.stderr
     assert load_policy(tmp_path / "rl")[1]["iteration"] == 3
+
+
+def _joined_rank(rank: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    with Comm.joined() as comm:
+        total = float(comm.sum(torch.tensor(rank + 1.0)))
+    Path(f"{out}.{rank}").write_text(f"{comm.world} {total} {dist.is_initialized()}")
+
+
+def test_joined_ranks_leave_with_the_group_destroyed(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_joined_rank, args=(port, str(tmp_path / "r")), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"r.{rank}").read_text() == "2 3.0 False"
