@@ -269,7 +269,7 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
     core = quant.core
     core_arrays, manifest["core"] = core.to_arrays()
     sections["core.npz"] = arrays_to_bytes(core_arrays)
-    core_model = build_core(core)
+    core_model = build_core(core, net.micro_steps)
     fixed_eval = build_fixed_eval(net, core)
     sections["chunk_fixed.onnx"] = build_chunk(
         net, core, manifest["policy"]["prediction"]).SerializeToString()

@@ -54,6 +54,11 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, **attrs))
         return outs[0] if outputs == 1 else outs
 
+    def split(self, x: str, parts: int, axis: int = 0) -> list[str]:
+        """``x`` cut into ``parts`` equal pieces along ``axis`` (a list even for one)."""
+        out = self.op("Split", x, outputs=parts, axis=axis)
+        return [out] if parts == 1 else out
+
     def graph(self, name: str, inputs: list[onnx.ValueInfoProto],
               outputs: list[onnx.ValueInfoProto]) -> onnx.GraphProto:
         return helper.make_graph(self.nodes, name, inputs, outputs, self.inits)

@@ -31,16 +31,17 @@ from runtime.fixed_point import FixedCore
 from runtime.network import FoldedNet
 
 F64, I64 = np.float64, np.int64
-Denoise = Callable[[GraphBuilder, str, str, str, str], tuple[str, list[str]]]
+Denoise = Callable[[GraphBuilder, str, str, str, str, GraphBuilder], tuple[str, list[str]]]
 
 
-def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str) -> onnx.GraphProto:
+def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str,
+               top: GraphBuilder) -> onnx.GraphProto:
+    """One denoising step; the weights (and what is derived from them alone) live in the
+    main graph ``top``, which ONNX Runtime folds once when it loads the model."""
     b = GraphBuilder("step/")
-    rows = b.op("Slice", b.op("Shape", "x_in"), b.const([0], I64), b.const([1], I64))
-    k = b.op("Expand", b.op("Gather", "ks", "i", axis=0), rows)
-    eps, counts = den(b, "obs", "x_in", k, "state")
-    row = b.op("Gather", "coef", "i", axis=0)
-    s0, s1, a, bb, c = (b.op("Gather", row, b.const(j, I64), axis=0) for j in range(5))
+    k = b.op("Gather", "ks", "i", axis=0)  # a scalar: the step's bias row broadcasts
+    eps, counts = den(b, "obs", "x_in", k, "state", top)
+    s0, s1, a, bb, c = b.split(b.op("Gather", "coef", "i", axis=0), 5)
     pred = eps if prediction == "sample" else b.op("Div", b.op("Sub", "x_in",
                                                                 b.op("Mul", s1, eps)), s0)
     x0 = b.op("Clip", pred, b.const(-1.0, F64), b.const(1.0, F64))
@@ -63,23 +64,23 @@ def build_chunk(net: FoldedNet, core: FixedCore | None = None,
     """The chunk graph of the float network, or of its fixed-point core when given;
     ``prediction``: what the network outputs (``runtime.sampler.PREDICTIONS``)."""
     if core is None:
-        den: Denoise = lambda b, obs, x, k, st: denoise(  # noqa: E731
-            b, net, obs, x, k, F64, state=st)
+        den: Denoise = lambda b, obs, x, k, st, top: denoise(  # noqa: E731
+            b, net, obs, x, k, F64, state=st, top=top)
     else:
-        den = lambda b, obs, x, k, st: denoise_fixed(  # noqa: E731
-            b, net, core, obs, x, k, state=st)
+        den = lambda b, obs, x, k, st, top: denoise_fixed(  # noqa: E731
+            b, net, core, obs, x, k, state=st, top=top)
     b = GraphBuilder()
     b.op("Identity", state_current(b, net, "obs", F64), name="state")  # once per chunk
     n = b.op("Gather", b.op("Shape", "ks"), b.const(0, I64), axis=0)
     outputs = [value("x0", F64, ["B", net.action_size])]
     if net.spiking:
         x_out, per_step = b.op("Loop", n, b.const(True, np.bool_), "x", outputs=2,
-                               body=_loop_body(net, den, True, prediction))
+                               body=_loop_body(net, den, True, prediction, b))
         b.op("Identity", per_step, name="step_spikes")
         outputs.append(value("step_spikes", F64, ["n", len(net.widths)]))
     else:
         x_out = b.op("Loop", n, b.const(True, np.bool_), "x",
-                     body=_loop_body(net, den, False, prediction))
+                     body=_loop_body(net, den, False, prediction, b))
     b.op("Identity", x_out, name="x0")
     inputs = [value("obs", F64, ["B", net.enc_w1.shape[1]]),
               value("x", F64, ["B", net.action_size]),

@@ -3,7 +3,11 @@
 The arithmetic is ``runtime/fixed_point.py``'s (Lava ``PyLifResetModelBitAcc`` and the
 bit-accurate ``Dense``): int64 ``Mul``/``Div`` by powers of two instead of shifts (signed
 ``BitShift`` needs opset 28; int64 ``Div`` truncates toward zero exactly like Lava's
-``sign(x) * (|x| >> 12)``), ``Where`` for the 24-bit wrap of u, ``Clip`` for v.
+``sign(x) * (|x| >> 12)``), ``Where`` for the 24-bit wrap of u, ``Clip`` for v, each left
+out where ``drive_bounds`` proves it cannot act. The micro-steps are unrolled (no
+sub-graph per micro-step) and the spike-times-weight products run as float64 ``MatMul``
+on 0/1 spikes and integer weights, which is exact: every partial sum is an integer far
+below 2^53.
 
 - ``core`` graph: ``a_in`` (T, B, H1) int64 graded inputs -> ``spikes1`` .. ``spikesL``
   (T, B, H_l) int64 rasters: the part that runs on the Loihi cores, compared bit for bit
@@ -18,9 +22,17 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from compiler.onnx_builder import GraphBuilder, model, value, zeros_like_rows
+from compiler.onnx_builder import GraphBuilder, model, value
 from compiler.onnx_float import first_layer_current, readout
-from runtime.fixed_point import ACT_SHIFT, DECAY_SHIFT, DECAY_UNITY, UV_MAX, VTH_SHIFT, FixedCore
+from runtime.fixed_point import (
+    ACT_SHIFT,
+    DECAY_SHIFT,
+    DECAY_UNITY,
+    UV_MAX,
+    VTH_SHIFT,
+    FixedCore,
+    FixedPopulation,
+)
 from runtime.network import FoldedNet
 
 I64 = np.int64
@@ -38,78 +50,125 @@ def _wrap24(b: GraphBuilder, u: str) -> str:
     return b.op("Where", low, b.op("Add", u, span), w)
 
 
-def _core_body(core: FixedCore) -> onnx.GraphProto:
-    """Scan body: state (u_l, v_l per population), scan input a_1(t), scan outputs s_l(t)."""
-    b = GraphBuilder("body/")
-    n = len(core.populations)
-    widths = [len(p.bias_mant) for p in core.populations]
-    a = "a_t"
-    outs_state, outs_spk = [], []
+def drive_bounds(core: FixedCore, steps: int) -> list[tuple[bool, bool]]:
+    """Per population, whether ``steps`` micro-steps from rest provably stay inside the
+    24-bit wrap of u and the clip of v, so that the graph may leave them out:
+
+        |a_1| <= input_max,   |a_l| <= max_j sum_i |W_ji| 2^exp_j          (l >= 2)
+        |u_t| <= t |a| 2^6    (|a| 2^6 when du = 4095: u forgets itself)
+        |v_t| <= t (max |u| + max |bias|)                    (a reset only lowers |v|)
+
+    Both graphs and the reference give the same integers either way; a population that
+    could reach a bound keeps its wrap or clip."""
+    out, amax = [], int(core.input_max)
     for i, pop in enumerate(core.populations):
-        u = _wrap24(b, b.op("Add", _decay(b, f"u{i + 1}", pop.du + 1),
-                            b.op("Mul", a, b.const(1 << ACT_SHIFT, I64))))
-        v = b.op("Add", b.op("Add", _decay(b, f"v{i + 1}", pop.dv), u), b.const(pop.bias, I64))
-        v = b.op("Clip", v, b.const(-UV_MAX + 1, I64), b.const(UV_MAX - 1, I64))
-        fired = b.op("Greater", v, b.const(pop.vth.astype(I64) << VTH_SHIFT, I64))
-        v = b.op("Where", fired, b.const(0, I64), v)
-        spk = b.op("Cast", fired, to=onnx.TensorProto.INT64)
-        outs_state += [b.op("Identity", u, name=f"u{i + 1}_next"),
-                       b.op("Identity", v, name=f"v{i + 1}_next")]
-        outs_spk.append(b.op("Identity", spk, name=f"s{i + 1}_t"))
-        if i + 1 < n:
-            nxt = core.populations[i + 1]
-            w = b.op("Cast", b.transposed(core.weights[i], np.int16), to=onnx.TensorProto.INT64)
-            a = b.op("Mul", b.op("MatMul", spk, w),
-                     b.const(np.int64(1) << nxt.weight_exp.astype(I64), I64))
-    state_in = []
-    for i, w in enumerate(widths):
-        state_in += [value(f"u{i + 1}", I64, ["B", w]), value(f"v{i + 1}", I64, ["B", w])]
-    state_out = []
-    for i, w in enumerate(widths):
-        state_out += [value(f"u{i + 1}_next", I64, ["B", w]),
-                      value(f"v{i + 1}_next", I64, ["B", w])]
-    return b.graph("fixed_micro_step", state_in + [value("a_t", I64, ["B", widths[0]])],
-                   state_out + [value(f"s{i + 1}_t", I64, ["B", w])
-                                for i, w in enumerate(widths)])
+        if i:
+            w = np.abs(core.weights[i - 1].astype(I64)).sum(1)
+            amax = int((w << pop.weight_exp.astype(I64)).max())
+        u_max = (amax << ACT_SHIFT) * (1 if pop.du + 1 == DECAY_UNITY else steps)
+        v_max = steps * (u_max + int(np.abs(pop.bias).max(initial=0)))
+        out.append((u_max < UV_MAX, v_max <= UV_MAX - 1))
+    return out
 
 
-def _scan_core(b: GraphBuilder, core: FixedCore, a_in: str, ref: str) -> list[str]:
-    """Spike rasters (T, B, H_l) of all populations; ``ref``: any (B, ...) tensor."""
-    widths = [len(p.bias_mant) for p in core.populations]
-    init = []
-    for w in widths:
-        init += [zeros_like_rows(b, ref, w, I64), zeros_like_rows(b, ref, w, I64)]
-    outs = b.op("Scan", *init, a_in, outputs=len(init) + len(widths), body=_core_body(core),
-                num_scan_inputs=1)
-    return outs[len(init):]
+def _double(b: GraphBuilder, x: str) -> str:
+    return b.op("Cast", x, to=onnx.TensorProto.DOUBLE)
 
 
-def build_core(core: FixedCore) -> onnx.ModelProto:
+def _drive_weight(top: GraphBuilder, core: FixedCore, i: int) -> str:
+    """(W_i 2^(exp + 6)).T in float64, computed in the graph from the stored 8-bit
+    mantissas and integer scales (folded at load): a 0/1 spike row times it is the integer
+    drive ``a << 6`` of population i + 1, exact, since every partial sum is an integer far
+    below 2^53."""
+    nxt = core.populations[i + 1]
+    scale = (np.int64(1) << (nxt.weight_exp.astype(I64) + ACT_SHIFT)).reshape(-1, 1)
+    w = top.op("Mul", _double(top, top.const(core.weights[i], np.int16)),
+               _double(top, top.const(scale, I64)))
+    return top.op("Transpose", w)
+
+
+def _population(b: GraphBuilder, top: GraphBuilder, pop: FixedPopulation, drives: list[str],
+                fits: tuple[bool, bool], folded: bool) -> list[str]:
+    """One population over all micro-steps from rest, given its drive ``a << 6`` at each
+    (with the bias added already when ``folded``); its spikes per micro-step, float64 0/1.
+    The first step's decays of a zero state and the last step's reset are left out."""
+    u_ok, v_ok = fits
+    u = v = None
+    spikes = []
+    for t, drive in enumerate(drives):
+        if folded:
+            ub = drive  # u + bias
+        else:
+            u = drive if u is None else b.op("Add", _decay(b, u, pop.du + 1), drive)
+            u = u if u_ok else _wrap24(b, u)
+            ub = b.op("Add", u, top.const(pop.bias, I64))
+        v = ub if v is None else b.op("Add", _decay(b, v, pop.dv), ub)
+        if not v_ok:
+            v = b.op("Clip", v, b.const(-UV_MAX + 1, I64), b.const(UV_MAX - 1, I64))
+        fired = b.op("Greater", v, top.const(pop.vth.astype(I64) << VTH_SHIFT, I64))
+        spikes.append(b.op("Cast", fired, to=onnx.TensorProto.DOUBLE))
+        if t + 1 < len(drives):
+            v = b.op("Where", fired, b.const(0, I64), v)
+    return spikes
+
+
+def unrolled_core(b: GraphBuilder, core: FixedCore, a_in: str, steps: int,
+                  top: GraphBuilder | None = None) -> list[list[str]]:
+    """The integer core over ``steps`` micro-steps from rest: for each population its
+    spikes (1, B, H_l) per micro-step as float64 0/1. ``a_in`` (T, B, H1) int64 graded
+    inputs; ``top``: the builder of the outermost graph, which holds the weights. A
+    population runs all micro-steps before the next (layer by layer, as in
+    ``onnx_float.denoise``), so each weight matrix takes the T spike rows in one product."""
+    top = top or b
+    fits = drive_bounds(core, steps)
+    pops = core.populations
+    # a population whose u is its drive (du = 4095, no wrap) takes drive + bias in one add
+    folded = [pop.du + 1 == DECAY_UNITY and u_ok for pop, (u_ok, _) in zip(pops, fits,
+                                                                          strict=True)]
+    drive = b.op("Mul", a_in, b.const(1 << ACT_SHIFT, I64))
+    if folded[0]:
+        drive = b.op("Add", drive, top.const(pops[0].bias, I64))
+    out = []
+    for i, pop in enumerate(pops):
+        spikes = _population(b, top, pop, b.split(drive, steps), fits[i], folded[i])
+        out.append(spikes)
+        if i + 1 < len(pops):
+            d = b.op("MatMul", b.op("Concat", *spikes, axis=0), _drive_weight(top, core, i))
+            if folded[i + 1]:
+                d = b.op("Add", d, _double(top, top.const(pops[i + 1].bias, I64)))
+            drive = b.op("Cast", d, to=onnx.TensorProto.INT64)
+    return out
+
+
+def build_core(core: FixedCore, steps: int) -> onnx.ModelProto:
+    """``a_in`` (T = ``steps``, B, H1) -> ``spikes1`` .. ``spikesL`` (T, B, H_l) int64."""
     b = GraphBuilder()
     widths = [len(p.bias_mant) for p in core.populations]
-    first = b.op("Gather", "a_in", b.const(0, I64), axis=0)
-    rasters = _scan_core(b, core, "a_in", first)
-    for i, r in enumerate(rasters):
-        b.op("Identity", r, name=f"spikes{i + 1}")
-    return model(b.graph("loihi_core", [value("a_in", I64, ["T", "B", widths[0]])],
-                         [value(f"spikes{i + 1}", I64, ["T", "B", w])
+    for i, per_step in enumerate(unrolled_core(b, core, "a_in", steps)):
+        b.op("Cast", b.op("Concat", *per_step, axis=0), to=onnx.TensorProto.INT64,
+             name=f"spikes{i + 1}")
+    return model(b.graph("loihi_core", [value("a_in", I64, [steps, "B", widths[0]])],
+                         [value(f"spikes{i + 1}", I64, [steps, "B", w])
                           for i, w in enumerate(widths)]),
                  "Loihi 2 bit-accurate spiking core")
 
 
 def denoise_fixed(b: GraphBuilder, net: FoldedNet, core: FixedCore, obs: str, x: str, k: str,
-                  name: str | None = None, state: str | None = None) -> tuple[str, list[str]]:
+                  name: str | None = None, state: str | None = None,
+                  top: GraphBuilder | None = None) -> tuple[str, list[str]]:
     """eps (float64) through the integer core, and the spike counts (B, H_l) per population;
-    ``state``: the precomputed state current, if any."""
+    ``state``: the precomputed state current, if any; ``top``: the outermost graph's
+    builder, which holds the weights when ``b`` builds a loop body."""
     f64 = np.float64
-    cur = first_layer_current(b, net, obs, x, k, f64, state)
+    cur = first_layer_current(b, net, obs, x, k, f64, state, top)
     scaled = b.op("Round", b.op("Mul", cur, b.const(core.input_scale, f64)))
     lim = float(core.input_max)
     a_in = b.op("Cast", b.op("Clip", scaled, b.const(-lim, f64), b.const(lim, f64)),
                 to=onnx.TensorProto.INT64)
-    counts = [b.op("Cast", b.op("ReduceSum", r, b.const([0], I64), keepdims=0),
-                   to=onnx.TensorProto.DOUBLE) for r in _scan_core(b, core, a_in, x)]
-    return readout(b, net, counts[-1], f64, name), counts
+    counts = [b.op("Sum", *per_step)
+              for per_step in unrolled_core(b, core, a_in, net.micro_steps, top)]
+    eps = readout(b, net, counts[-1], f64, None, top)
+    return b.op("Squeeze", eps, b.const([0], I64), name=name), counts
 
 
 def build_eval(net: FoldedNet, core: FixedCore) -> onnx.ModelProto:

@@ -2,8 +2,9 @@
 
 - ``eval`` graph: inputs ``obs`` (B, obs_dim) raw, ``x`` (B, A), ``k`` (B,) int64 -> ``eps``
   (B, A): a whole denoising evaluation in one call. The encoder, SDLI gate and step table
-  give the first-layer current for every micro-step (T, B, H1); a ``Scan`` over micro-steps
-  carries the membranes and the last population's spike counts as its state.
+  give the first-layer current for every micro-step (T, B, H1); the T micro-steps are
+  unrolled (T is fixed at compile time), the first one starting from rest without the
+  decay of a zero membrane, so a call runs a few dozen nodes and no sub-graph.
 - ``step`` graph (spiking only): the same, one micro-step per call with the state explicit:
   inputs ``obs``, ``x``, ``k``, ``t`` (int64 scalar), ``v1`` .. ``vL``, ``counts``; outputs
   ``v1_out`` .. ``vL_out``, ``counts_out`` and ``eps`` (valid after the last micro-step).
@@ -15,12 +16,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from compiler.onnx_builder import GraphBuilder, model, value, zeros_like_rows
+from compiler.onnx_builder import GraphBuilder, model, value
 from runtime.network import FoldedNet
 
 
-def _affine(b: GraphBuilder, x: str, w: np.ndarray, bias: np.ndarray, dt: type) -> str:
-    return b.op("Add", b.op("MatMul", x, b.transposed(w, dt)), b.const(bias, dt))
+def _affine(b: GraphBuilder, x: str, w: np.ndarray, bias: np.ndarray, dt: type,
+            top: GraphBuilder | None = None) -> str:
+    """``x w.T + bias``, the weight held by ``top`` (the outermost graph) when given."""
+    top = top or b
+    return b.op("Add", b.op("MatMul", x, top.transposed(w, dt)), top.const(bias, dt))
 
 
 def state_current(b: GraphBuilder, net: FoldedNet, obs: str, dt: type) -> str:
@@ -43,36 +47,45 @@ def state_current(b: GraphBuilder, net: FoldedNet, obs: str, dt: type) -> str:
 
 
 def first_layer_current(b: GraphBuilder, net: FoldedNet, obs: str, x: str, k: str,
-                        dt: type, state: str | None = None) -> str:
-    """I_1(t) for every micro-step, (T, B, H1); ``state``: a precomputed state current."""
+                        dt: type, state: str | None = None,
+                        top: GraphBuilder | None = None) -> str:
+    """I_1(t) for every micro-step, (T, B, H1); ``state``: a precomputed state current;
+    ``top``: the builder holding the weights (default ``b``)."""
     state = state or state_current(b, net, obs, dt)
-    base = b.op("Add", b.op("MatMul", x, b.transposed(net.w_in, dt)),
-                b.op("Gather", b.const(net.bias_table, dt), k, axis=0))
+    top = top or b
+    base = b.op("Add", b.op("MatMul", x, top.transposed(net.w_in, dt)),
+                b.op("Gather", top.const(net.bias_table, dt), k, axis=0))
     return b.op("Add", state, base)
 
 
-def lif_micro_step(b: GraphBuilder, net: FoldedNet, cur: str, v: list[str],
-                   counts: list[str], dt: type) -> tuple[list[str], list[str]]:
-    """One micro-step of all populations; returns the new membranes and spike counts."""
+def lif_micro_step(b: GraphBuilder, net: FoldedNet, cur: str, v: list[str | None],
+                   counts: list[str | None], dt: type, top: GraphBuilder | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """One micro-step of all populations; returns the new membranes and spike counts.
+    ``None`` for a membrane or count is the zero of rest (the first micro-step), whose
+    ``beta * 0 + I`` and ``0 + s`` are left out; ``top``: the builder of the outermost
+    graph, which holds the weights (default ``b``)."""
     one, zero = b.const(1.0, dt), b.const(0.0, dt)
     new_v, new_c = [], []
     for i, vi in enumerate(v):
-        vi = b.op("Add", b.op("Mul", vi, b.const(net.beta_lif, dt)), cur)
+        vi = cur if vi is None else b.op("Add", b.op("Mul", vi, b.const(net.beta_lif, dt)), cur)
         fired = b.op("Greater", vi, one)
         new_v.append(b.op("Where", fired, zero, vi))
         spk = b.op("Cast", fired, to=onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt)))
-        new_c.append(b.op("Add", counts[i], spk))
+        new_c.append(spk if counts[i] is None else b.op("Add", counts[i], spk))
         if i < len(net.hidden_w):
-            cur = _affine(b, spk, net.hidden_w[i], net.hidden_b[i], dt)
+            cur = _affine(b, spk, net.hidden_w[i], net.hidden_b[i], dt, top)
     return new_v, new_c
 
 
 def readout(b: GraphBuilder, net: FoldedNet, counts: str, dt: type,
-            name: str | None = None) -> str:
+            name: str | None = None, top: GraphBuilder | None = None) -> str:
     """eps = counts (readout_w.T / T) + readout_b. The division is a graph op (IEEE, the
-    bits numpy's gives), so the graph holds ``readout_w`` as the network stores it."""
-    w = b.op("Div", b.transposed(net.readout_w, dt), b.const(float(net.micro_steps), dt))
-    return b.op("Add", b.op("MatMul", counts, w), b.const(net.readout_b, dt), name=name)
+    bits numpy's gives), so the graph holds ``readout_w`` as the network stores it; with
+    ``top`` the scaled weight is computed in the outermost graph (once per call)."""
+    top = top or b
+    w = top.op("Div", top.transposed(net.readout_w, dt), top.const(float(net.micro_steps), dt))
+    return b.op("Add", b.op("MatMul", counts, w), top.const(net.readout_b, dt), name=name)
 
 
 def _io(net: FoldedNet, dt: type) -> list[onnx.ValueInfoProto]:
@@ -80,36 +93,50 @@ def _io(net: FoldedNet, dt: type) -> list[onnx.ValueInfoProto]:
             value("x", dt, ["B", net.action_size]), value("k", np.int64, ["B"])]
 
 
-def _scan_body(net: FoldedNet, dt: type) -> onnx.GraphProto:
-    body = GraphBuilder("body/")
-    widths = net.widths
-    v_in = [f"v{i + 1}" for i in range(len(widths))]
-    c_in = [f"n{i + 1}" for i in range(len(widths))]
-    new_v, new_c = lif_micro_step(body, net, "cur_t", v_in, c_in, dt)
-    outs = [body.op("Identity", n, name=f"{n0}_next")
-            for n, n0 in zip(new_v + new_c, v_in + c_in, strict=True)]
-    decl = [value(n, dt, ["B", w]) for n, w in zip(v_in + c_in, widths + widths, strict=True)]
-    out_decl = [value(n, dt, ["B", w]) for n, w in zip(outs, widths + widths, strict=True)]
-    return body.graph("micro_step", decl + [value("cur_t", dt, ["B", widths[0]])], out_decl)
+def lif_population(b: GraphBuilder, beta: float, currents: list[str], dt: type) -> list[str]:
+    """One population over all micro-steps from rest, given its input current at each:
+    ``v(t) = beta v(t-1) + I(t)``, ``s(t) = [v(t) > 1]``, ``v(t) <- 0`` where ``s(t)``;
+    the spikes (0/1 in ``dt``) per micro-step. The first step's ``beta * 0 + I`` and the
+    last step's reset are left out (the one is I, the other is never read)."""
+    one, zero, b_ = b.const(1.0, dt), b.const(0.0, dt), b.const(beta, dt)
+    to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+    v, spikes = None, []
+    for t, cur in enumerate(currents):
+        v = cur if v is None else b.op("Add", b.op("Mul", v, b_), cur)
+        fired = b.op("Greater", v, one)
+        spikes.append(b.op("Cast", fired, to=to))
+        if t + 1 < len(currents):
+            v = b.op("Where", fired, zero, v)
+    return spikes
 
 
 def denoise(b: GraphBuilder, net: FoldedNet, obs: str, x: str, k: str, dt: type,
-            name: str | None = None, state: str | None = None) -> tuple[str, list[str]]:
+            name: str | None = None, state: str | None = None,
+            top: GraphBuilder | None = None) -> tuple[str, list[str]]:
     """eps for a batch and the spike counts of every population (none for the ANN twin);
-    ``state``: the precomputed state current, if any."""
-    cur = first_layer_current(b, net, obs, x, k, dt, state)
+    ``state``: the precomputed state current, if any; ``top``: the outermost graph's
+    builder, which holds the weights when ``b`` builds a loop body.
+
+    A population runs all T micro-steps before the next one starts (the next layer's input
+    at micro-step t depends on this layer's spikes at t only), so each weight matrix meets
+    the T spike rows of a population in one ``MatMul``."""
+    cur = first_layer_current(b, net, obs, x, k, dt, state, top)
     if not net.spiking:
         h = b.op("Relu", b.op("Squeeze", cur, b.const([0], np.int64)))
         for w, bias in zip(net.hidden_w, net.hidden_b, strict=True):
-            h = b.op("Relu", _affine(b, h, w, bias, dt))
-        return b.op("Add", b.op("MatMul", h, b.transposed(net.readout_w, dt)),
-                    b.const(net.readout_b, dt), name=name), []
-    widths = net.widths
-    init = [zeros_like_rows(b, x, w, dt) for w in widths + widths]
-    final = b.op("Scan", *init, cur, outputs=len(init), body=_scan_body(net, dt),
-                 num_scan_inputs=1)
-    counts = final[len(widths):]
-    return readout(b, net, counts[-1], dt, name), counts
+            h = b.op("Relu", _affine(b, h, w, bias, dt, top))
+        return b.op("Add", b.op("MatMul", h, (top or b).transposed(net.readout_w, dt)),
+                    (top or b).const(net.readout_b, dt), name=name), []
+    steps = net.micro_steps
+    counts = []
+    for i in range(len(net.widths)):
+        spikes = lif_population(b, net.beta_lif, b.split(cur, steps), dt)
+        counts.append(b.op("Sum", *spikes))
+        if i < len(net.hidden_w):
+            cur = _affine(b, b.op("Concat", *spikes, axis=0), net.hidden_w[i],
+                          net.hidden_b[i], dt, top)
+    eps = readout(b, net, counts[-1], dt, None, top)
+    return b.op("Squeeze", eps, b.const([0], np.int64), name=name), counts
 
 
 def build_eval(net: FoldedNet, dtype: type = np.float64) -> onnx.ModelProto:
@@ -130,8 +157,8 @@ def build_step(net: FoldedNet, dtype: type = np.float64) -> onnx.ModelProto:
     widths = net.widths
     cur = b.op("Gather", first_layer_current(b, net, "obs", "x", "k", dtype), "t", axis=0)
     v_in = [f"v{i + 1}" for i in range(len(widths))]
-    zeros = [zeros_like_rows(b, "x", w, dtype) for w in widths[:-1]]
-    new_v, new_c = lif_micro_step(b, net, cur, v_in, [*zeros, "counts"], dtype)
+    counts: list[str | None] = [*([None] * (len(widths) - 1)), "counts"]
+    new_v, new_c = lif_micro_step(b, net, cur, list(v_in), counts, dtype)
     for n, n0 in zip(new_v, v_in, strict=True):
         b.op("Identity", n, name=f"{n0}_out")
     b.op("Identity", new_c[-1], name="counts_out")

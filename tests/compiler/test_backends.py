@@ -69,7 +69,7 @@ def test_onnx_fixed_point_is_bit_exact_with_the_reference(tiny_runs: dict[str, P
     net, core, (obs, x, k), current = _quantized(tiny_runs)
     a_in = core.quantize_input(current)
     ref = core.run(a_in)
-    got = session(build_core(core)).run(None, {"a_in": a_in})
+    got = session(build_core(core, a_in.shape[0])).run(None, {"a_in": a_in})
     for r, g in zip(ref, got, strict=True):
         np.testing.assert_array_equal(g.astype(bool), r)
     assert 0.02 < np.mean(ref[-1]) < 0.9  # the comparison is not between silent networks
@@ -85,7 +85,7 @@ def test_onnx_fixed_point_wraps_the_current_like_lava() -> None:
     a_in = np.array([(1 << 17) + 5, -(1 << 17) - 7, 50], np.int64).reshape(1, 1, n)
     a_in = np.repeat(a_in, 4, axis=0)
     ref = core.run(a_in)[0]
-    got = session(build_core(core)).run(None, {"a_in": a_in})[0].astype(bool)
+    got = session(build_core(core, a_in.shape[0])).run(None, {"a_in": a_in})[0].astype(bool)
     np.testing.assert_array_equal(got, ref)
     assert not ref[:, 0, 0].any()  # 2^23 + 320 wrapped negative: never fires
 
