@@ -52,11 +52,12 @@ def _wrap24(b: GraphBuilder, u: str) -> str:
 
 def drive_bounds(core: FixedCore, steps: int) -> list[tuple[bool, bool]]:
     """Per population, whether ``steps`` micro-steps from rest provably stay inside the
-    24-bit wrap of u and the clip of v, so that the graph may leave them out:
+    24-bit wrap of u and the clip of v, so that the graph may leave them out. Worst case,
+    in integers (a decay only shrinks a magnitude, a reset only lowers |v|):
 
         |a_1| <= input_max,   |a_l| <= max_j sum_i |W_ji| 2^exp_j          (l >= 2)
-        |u_t| <= t |a| 2^6    (|a| 2^6 when du = 4095: u forgets itself)
-        |v_t| <= t (max |u| + max |bias|)                    (a reset only lowers |v|)
+        |u_t| <= (|u_{t-1}| (4096 - du - 1)) >> 12  +  |a| 2^6
+        |v_t| <= (|v_{t-1}| (4096 - dv)) >> 12  +  max |u|  +  max |bias|
 
     Both graphs and the reference give the same integers either way; a population that
     could reach a bound keeps its wrap or clip."""
@@ -65,8 +66,13 @@ def drive_bounds(core: FixedCore, steps: int) -> list[tuple[bool, bool]]:
         if i:
             w = np.abs(core.weights[i - 1].astype(I64)).sum(1)
             amax = int((w << pop.weight_exp.astype(I64)).max())
-        u_max = (amax << ACT_SHIFT) * (1 if pop.du + 1 == DECAY_UNITY else steps)
-        v_max = steps * (u_max + int(np.abs(pop.bias).max(initial=0)))
+        u = v = u_max = v_max = 0
+        for _ in range(steps):
+            u = ((u * (DECAY_UNITY - pop.du - 1)) >> DECAY_SHIFT) + (amax << ACT_SHIFT)
+            u_max = max(u_max, u)
+            v = ((v * (DECAY_UNITY - pop.dv)) >> DECAY_SHIFT) + u_max \
+                + int(np.abs(pop.bias).max(initial=0))
+            v_max = max(v_max, v)
         out.append((u_max < UV_MAX, v_max <= UV_MAX - 1))
     return out
 

@@ -6,12 +6,20 @@ Each measurement plans one chunk for one observation (K = 20 DDPM steps): snnTor
 runtime runs one ``chunk.onnx`` call (float64) or one ``chunk_fixed.onnx`` call (Loihi 2
 fixed point). The ANN twin of the same layout (random weights: latency does not depend on
 them) runs as ONNX for reference. Observations are expert states of the default task.
+
+The bound to measure against (``matvec_bound``): the chunk's matrix-vector products
+alone, in numpy float64 on one thread, with the network's shapes: per denoising step the
+input layer ``W_in x``, per micro-step every hidden weight times a spike vector, and the
+readout. Batched calls (``batched_latency``) give the per-sample time of one chunk-graph
+call for B observations at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +33,7 @@ from hardware.loihi2 import LOIHI2
 from policies.checkpoint import load_policy
 from policies.config import PolicyConfig
 from policies.policy import DiffusionPolicy
+from runtime.network import FoldedNet
 from runtime.sampler import Sampler
 
 
@@ -43,11 +52,53 @@ def _time(fn, items: list, warmup: int = 5) -> list[float]:
     return out
 
 
-def chunk_latency(checkpoint: Path, chunks: int = 100) -> dict[str, dict[str, float]]:
-    """Median and p99 per chunk (ms) of snnTorch eager, ONNX float, ONNX fixed point and
-    the ANN twin in ONNX, over ``chunks`` observations."""
+def matvec_bound(net: FoldedNet, chunks: int, steps: int = 20) -> dict[str, float]:
+    """Median and p99 (ms) of one chunk's matrix-vector products in numpy (module
+    docstring), over ``chunks`` repetitions with a spike vector at the rate 0.15."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    w_in = net.w_in.astype(np.float64)
+    hidden = [w.astype(np.float64) for w in net.hidden_w]
+    w_out = net.readout_w.astype(np.float64)
+    x = rng.standard_normal(net.action_size)
+    spikes = [(rng.random(n) < 0.15).astype(np.float64) for n in net.widths]
+
+    def chunk(_: Any) -> None:
+        for _k in range(steps):
+            w_in @ x
+            for _t in range(net.micro_steps):
+                for w, s in zip(hidden, spikes, strict=False):
+                    w @ s
+            w_out @ spikes[-1]
+
+    with threadpool_limits(1):
+        return _stats(_time(chunk, list(range(chunks))))
+
+
+def _session(model: Any) -> Any:
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def _feeds(sampler: Sampler, ks: np.ndarray, coef: np.ndarray, size: int,
+           rng: np.random.Generator) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    def feed(obs: np.ndarray) -> dict[str, np.ndarray]:
+        x, z = sampler.draw(rng, len(obs), size, len(ks))
+        return {"obs": obs, "x": x, "ks": ks, "coef": coef, "z": z}
+    return feed
+
+
+def chunk_latency(checkpoint: Path, chunks: int = 100,
+                  batches: tuple[int, ...] = ()) -> dict[str, dict[str, float]]:
+    """Median and p99 per chunk (ms) of snnTorch eager, ONNX float, ONNX fixed point and
+    the ANN twin in ONNX, over ``chunks`` observations, the numpy bound (``matvec``), and
+    for every B in ``batches`` the per-sample median of a B-row call (``onnx_float_bB``,
+    ``onnx_fixed_bB``)."""
     torch.set_num_threads(1)
     policy, saved = load_policy(checkpoint)
     policy.eval()
@@ -65,24 +116,25 @@ def chunk_latency(checkpoint: Path, chunks: int = 100) -> dict[str, dict[str, fl
     ann_policy.act_norm.load_state_dict(policy.act_norm.state_dict())
     ann_net = fold(export_policy(ann_policy))
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     rng = np.random.default_rng(0)
+    feed = _feeds(sampler, ks, coef, net.action_size, rng)
 
-    def onnx_fn(model):
-        sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                    providers=["CPUExecutionProvider"])
-
-        def run(o: np.ndarray) -> None:
-            x, z = sampler.draw(rng, 1, net.action_size, len(ks))
-            sess.run(None, {"obs": o[None], "x": x, "ks": ks, "coef": coef, "z": z})
-        return run
+    def onnx_fn(model: Any, batched: bool = False) -> Callable[[np.ndarray], Any]:
+        sess = _session(model)
+        return lambda o: sess.run(None, feed(o if batched else o[None]))
 
     gen = torch.Generator().manual_seed(0)
     items = list(obs)
-    return {
-        "snntorch_eager": _stats(_time(lambda o: policy.act(o[None], generator=gen), items)),
-        "onnx_float": _stats(_time(onnx_fn(build_chunk(net)), items)),
-        "onnx_fixed": _stats(_time(onnx_fn(build_chunk(net, core)), items)),
-        "ann_twin_onnx": _stats(_time(onnx_fn(build_chunk(ann_net)), items)),
-    }
+    graphs = {"onnx_float": build_chunk(net), "onnx_fixed": build_chunk(net, core)}
+    out = {"snntorch_eager": _stats(_time(lambda o: policy.act(o[None], generator=gen),
+                                          items))}
+    out.update({name: _stats(_time(onnx_fn(m), items)) for name, m in graphs.items()})
+    out["ann_twin_onnx"] = _stats(_time(onnx_fn(build_chunk(ann_net)), items))
+    out["matvec"] = matvec_bound(net, chunks, len(ks))
+    for name, m in graphs.items():
+        call = onnx_fn(m, batched=True)
+        for size in batches:
+            rows = [obs[np.arange(i, i + size) % len(obs)] for i in range(0, chunks, size)]
+            rows = rows * max(1, 20 // len(rows))  # at least 20 calls
+            out[f"{name}_b{size}"] = _stats([ms / size for ms in _time(call, rows)])
+    return out

@@ -11,7 +11,7 @@ from compiler.conformance import session
 from compiler.export import export_policy
 from compiler.fold import fold
 from compiler.onnx_chunk import build_chunk
-from compiler.onnx_fixed import build_core
+from compiler.onnx_fixed import build_core, drive_bounds
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import quantize_net, sort_by_weight_scale
@@ -151,3 +151,48 @@ def test_chunk_graphs_equal_the_numpy_sampler(tiny_runs: dict[str, Path],
             None, {"obs": obs, "x": x, "ks": ks, "coef": coef, "z": z})
         np.testing.assert_array_equal(x0, want)
         assert spikes.shape == (len(ks), len(net.widths)) and (spikes[:, 0] > 0).all()
+
+
+def test_fixed_point_graph_leaves_out_only_wraps_and_clips_that_cannot_act(
+        tiny_runs: dict[str, Path]) -> None:
+    _, core, _, current = _quantized(tiny_runs)
+    a_in = core.quantize_input(current)
+
+    def counted(fits: list[tuple[bool, bool]]) -> None:
+        ops = [n.op_type for n in build_core(core, 4).graph.node]
+        assert ops.count("LessOrEqual") == 4 * sum(not u for u, _ in fits)  # one per wrap
+        assert ops.count("Clip") == 4 * sum(not v for _, v in fits)
+        got = session(build_core(core, 4)).run(None, {"a_in": a_in})
+        for r, g in zip(core.run(a_in), got, strict=True):
+            np.testing.assert_array_equal(g.astype(bool), r)
+
+    fits = drive_bounds(core, 4)
+    assert fits[1:] == [(True, True)] * (len(fits) - 1)  # spikes in: small drives
+    counted(fits)
+    core.input_max = 1 << 20  # a graded input that could pass 2^23 keeps both checks
+    assert drive_bounds(core, 4)[0] == (False, False)
+    counted(drive_bounds(core, 4))
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_batched_chunk_call_gives_each_row_what_its_own_call_gives(
+        tiny_runs: dict[str, Path], fixed: bool) -> None:
+    """N candidates (or environments) in one call, each with its own noise: every row bit
+    for bit the B = 1 result, and the spikes per step their sum."""
+    net, core, _, _ = _quantized(tiny_runs)
+    exported = export_policy(load(tiny_runs["sdp-sdli"]))
+    sampler = Sampler(exported.host["betas"], exported.host["alpha_bars"])
+    ks, coef = sampler.coefficients(None)
+    sess = session(build_chunk(net, core if fixed else None))
+    rng = np.random.default_rng(7)
+    obs = rng.uniform(-1, 1, (16, net.enc_w1.shape[1]))
+    x, z = sampler.draw(rng, 16, net.action_size, len(ks))
+    x0, spikes = sess.run(None, {"obs": obs, "x": x, "ks": ks, "coef": coef, "z": z})
+    total = np.zeros_like(spikes)
+    for i in range(16):
+        one, s1 = sess.run(None, {"obs": obs[i:i + 1], "x": x[i:i + 1], "ks": ks, "coef": coef,
+                                  "z": z[:, i:i + 1]})
+        np.testing.assert_array_equal(one[0], x0[i])
+        total += s1
+    np.testing.assert_array_equal(total, spikes)
+    assert spikes.sum() > 0
