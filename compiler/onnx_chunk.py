@@ -41,22 +41,31 @@ def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str,
     b = GraphBuilder("step/")
     k = b.op("Gather", "ks", "i", axis=0)  # a scalar: the step's bias row broadcasts
     eps, counts = den(b, "obs", "x_in", k, "state", top)
-    s0, s1, a, bb, c = b.split(b.op("Gather", "coef", "i", axis=0), 5)
+    s0, s1, a, bb, _ = b.split(b.op("Gather", "coef", "i", axis=0), 5)
     pred = eps if prediction == "sample" else b.op("Div", b.op("Sub", "x_in",
                                                                 b.op("Mul", s1, eps)), s0)
     x0 = b.op("Clip", pred, b.const(-1.0, F64), b.const(1.0, F64))
     x_next = b.op("Add", b.op("Add", b.op("Mul", a, x0), b.op("Mul", bb, "x_in")),
-                  b.op("Mul", c, b.op("Gather", "z", "i", axis=0)), name="x_out")
+                  b.op("Gather", "noise", "i", axis=0), name="x_out")
     b.op("Identity", "cond_in", name="cond_out")
     inputs = [value("i", I64, []), value("cond_in", np.bool_, []),
               value("x_in", F64, ["B", net.action_size])]
     outputs = [value("cond_out", np.bool_, []), value(x_next, F64, ["B", net.action_size])]
-    if spiking:  # scan output: this step's spikes per population
-        totals = [b.op("Unsqueeze", b.op("ReduceSum", n, keepdims=0), b.const([0], I64))
-                  for n in counts]
-        b.op("Concat", *totals, axis=0, name="step_spikes_out")
-        outputs.append(value("step_spikes_out", F64, [len(counts)]))
+    if spiking:  # scan output: this step's spike counts, every neuron (summed after the loop)
+        b.op("Concat", *counts, axis=-1, name="step_counts_out")
+        outputs.append(value("step_counts_out", F64, [1, "B", sum(net.widths)]))
     return b.graph("denoising_step", inputs, outputs)
+
+
+def _per_population(b: GraphBuilder, net: FoldedNet, counts: str) -> str:
+    """(n, 1, B, sum H_l) spike counts -> (n, L) spikes per population and step, summed
+    over the batch and each population's neurons (exact: integers)."""
+    per_neuron = b.op("ReduceSum", counts, b.const([1, 2], I64), keepdims=0)
+    parts = b.op("Split", per_neuron, b.const(net.widths, I64), outputs=len(net.widths),
+                 axis=1)
+    parts = [parts] if len(net.widths) == 1 else parts
+    return b.op("Concat", *[b.op("ReduceSum", p, b.const([1], I64), keepdims=1)
+                            for p in parts], axis=1)
 
 
 def build_chunk(net: FoldedNet, core: FixedCore | None = None,
@@ -71,12 +80,15 @@ def build_chunk(net: FoldedNet, core: FixedCore | None = None,
             b, net, core, obs, x, k, state=st, top=top)
     b = GraphBuilder()
     b.op("Identity", state_current(b, net, "obs", F64), name="state")  # once per chunk
+    c = b.op("Unsqueeze", b.op("Slice", "coef", b.const([4], I64), b.const([5], I64),
+                               b.const([1], I64)), b.const([2], I64))
+    b.op("Mul", c, "z", name="noise")  # c z[i] for every step i, once per chunk
     n = b.op("Gather", b.op("Shape", "ks"), b.const(0, I64), axis=0)
     outputs = [value("x0", F64, ["B", net.action_size])]
     if net.spiking:
         x_out, per_step = b.op("Loop", n, b.const(True, np.bool_), "x", outputs=2,
                                body=_loop_body(net, den, True, prediction, b))
-        b.op("Identity", per_step, name="step_spikes")
+        b.op("Identity", _per_population(b, net, per_step), name="step_spikes")
         outputs.append(value("step_spikes", F64, ["n", len(net.widths)]))
     else:
         x_out = b.op("Loop", n, b.const(True, np.bool_), "x",
