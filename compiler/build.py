@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compiler import conformance as conf
 from compiler.calibrate import expert_states, record_denoising
-from compiler.closed_loop import CompiledPolicy, ground_success
+from compiler.closed_loop import Background, CompiledPolicy, ground_success
 from compiler.export import export_policy, write_nir
 from compiler.fold import fold
 from compiler.mapping import map_cores
@@ -114,6 +116,7 @@ class CompileResult:
     manifest: dict[str, Any]
     report: list[dict[str, Any]]
     nir: bytes = b""  # the policy's NIR graph (not in the image: nothing on board reads it)
+    stage_seconds: list[tuple[str, float]] = field(default_factory=list)  # wall s per stage
 
 
 def _violations_error(violations: list[Violation]) -> CompileError:
@@ -135,11 +138,50 @@ def _checkpoint_digest(run_dir: Path) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch and the BLAS libraries on one thread for the length of a compile: its work
+    is many small products, and on a machine whose other core is busy a second thread
+    makes each of them wait for the slower one (measured: 14 s -> 2.8 s for one operating
+    point's 20 ground episodes, 26 s -> 3 s for the float conformance)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
                    on_stage: Stage | None = None) -> CompileResult:
     """Compile ``checkpoint`` (a run directory) for ``options.target``; raises
-    ``CompileError`` listing every limit violation or failed conformance check."""
-    stage = on_stage or (lambda _msg: None)
+    ``CompileError`` listing every limit violation or failed conformance check. The
+    result's ``stage_seconds`` hold the wall time of every stage, in order."""
+    timings: list[tuple[str, float]] = []
+    last = [time.perf_counter()]
+
+    def stage(msg: str) -> None:
+        now = time.perf_counter()
+        if timings:
+            timings[-1] = (timings[-1][0], now - last[0])
+        timings.append((msg, 0.0))
+        last[0] = now
+        if on_stage is not None:
+            on_stage(msg)
+
+    with _one_thread(), ExitStack() as cleanup:  # a failed compile stops its worker
+        result = _compile(checkpoint, options, key, stage, cleanup)
+    stage("done")
+    result.stage_seconds = timings[:-1]
+    return result
+
+
+def _compile(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
+             stage: Stage, cleanup: ExitStack) -> CompileResult:
     if options.target not in TARGETS:
         raise CompileError(f"--target must be one of {', '.join(TARGETS)}, "
                            f"got {options.target!r}")
@@ -177,6 +219,11 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
                                      options.limits)
         if quant.violations or structural:
             raise _violations_error(quant.violations + structural)
+    # the ground episodes need only the folded (and quantised) network: they fly in a
+    # worker while the graphs are built and checked here
+    ground = cleanup.enter_context(Background(
+        ground_runs, policy.cfg, task, net, sampler, exported.host,
+        quant.core if quant else None, options))
 
     arrays, scalars = net.to_arrays()
     arrays.update({name: exported.host[name] for name in ("betas", "alpha_bars",
@@ -238,10 +285,10 @@ def compile_policy(checkpoint: Path, options: CompileOptions, key: Ed25519Privat
     sections[GOLDEN] = golden_bytes(golden_arrays)
     sections[SELFTEST] = arrays_to_bytes(selftest_vectors(sections, sampler, golden,
                                                           options.seed))
-    stage(f"operating points: {options.ground_episodes} ground episodes each")
-    manifest["operating_points"] = operating_points(
-        policy.cfg, task, net, sampler, exported.host, quant.core if quant else None, rates,
-        options)
+    stage(f"operating points: {options.ground_episodes} ground episodes each (waiting for "
+          "the worker)")
+    manifest["operating_points"] = operating_points(policy.cfg, net, sampler, rates, options,
+                                                    ground.result())
     manifest.update(conformance=checks, report=report,
                     calibration={"states": len(states), "evaluations": len(calib),
                                  "firing_rates": rates,
@@ -286,26 +333,38 @@ def _fixed_point(net: Any, quant: Any, golden: Any, sections: dict[str, bytes],
     return [f"ONNX fixed point vs Lava fixed_pt: {bad} mismatching spike values"] if bad else []
 
 
-def operating_points(cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
-                     host: dict[str, np.ndarray], core: FixedCore | None, rates: list[float],
-                     options: CompileOptions) -> list[dict[str, Any]]:
-    """Operating points: DDIM subsets (or full DDPM) x replanning interval, each with its
-    predicted cmos45 energy per chunk (calibrated firing rates) and its success over
-    ``ground_episodes`` held-out episodes. The micro-steps T stay those the network was
-    trained with (its thresholds and SDLI gate are learned for that T)."""
-    points = []
+def ground_runs(cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
+                host: dict[str, np.ndarray], core: FixedCore | None,
+                options: CompileOptions) -> list[tuple[float, int]]:
+    """(success rate, episodes) of every operating point over ``ground_episodes``
+    held-out episodes, flown by the fixed-point core where there is one."""
+    out = []
     for steps, replan in options.operating_points:
+        res = ground_success(cfg, task, net, sampler, host["act_lo"], host["act_hi"], core,
+                             steps, options.ground_episodes, execute=replan or cfg.chunk)
+        out.append((res.success_rate, res.episodes))
+    return out
+
+
+def operating_points(cfg: PolicyConfig, net: FoldedNet, sampler: Sampler, rates: list[float],
+                     options: CompileOptions, ground: list[tuple[float, int]]
+                     ) -> list[dict[str, Any]]:
+    """Operating points: DDIM subsets (or full DDPM) x replanning interval, each with its
+    predicted cmos45 energy per chunk (calibrated firing rates) and its ``ground`` success
+    (``ground_runs``). The micro-steps T stay those the network was trained with (its
+    thresholds and SDLI gate are learned for that T)."""
+    points = []
+    for (steps, replan), (success, episodes) in zip(options.operating_points, ground,
+                                                    strict=True):
         n = steps or sampler.steps
         replan = replan or cfg.chunk
-        res = ground_success(cfg, task, net, sampler, host["act_lo"], host["act_hi"], core,
-                             steps, options.ground_episodes, execute=replan)
         energy = energy_per_chunk(cfg, rates, n)
         name = (f"ddim{steps}" if steps else f"ddpm{n}") + \
             (f"-r{replan}" if replan != cfg.chunk else "")
         points.append({"name": name, "ddim_steps": steps, "micro_steps": net.micro_steps,
                        "replan": replan, "energy_j": energy["policy_j_per_chunk"],
-                       "energy_source": energy["model"], "success_rate": res.success_rate,
-                       "ground_episodes": res.episodes})
+                       "energy_source": energy["model"], "success_rate": success,
+                       "ground_episodes": episodes})
     return points
 
 

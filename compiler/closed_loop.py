@@ -5,7 +5,11 @@ same seeds, so their success rates can be compared side by side.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,8 +42,10 @@ class CompiledPolicy:
         return self
 
     def _eps(self, obs: np.ndarray):
+        state = self.net.state_current(obs)  # once per chunk
+
         def run(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-            current = self.net.first_layer_current(x, k, obs)
+            current = self.net.first_layer_current(x, k, obs, state)
             if self.core is None:
                 return self.net.readout(self.net.spike_counts(current)[-1])
             last = self.core.run(self.core.quantize_input(current))[-1]
@@ -80,3 +86,55 @@ def compare_success(checkpoint: Path, episodes: int, groups: int = 8,
     return {name: ground_success(policy.cfg, saved["task"], net, sampler, lo, hi, core, None,
                                  episodes, seed0)
             for name, core in (("float", None), ("fixed", quant.core))}
+
+
+def _send_result(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as exc:  # noqa: BLE001  (reported by the parent, one line)
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+class Background:
+    """``fn(*args)`` in a forked worker process while the caller goes on (the compile's
+    ground episodes beside its Lava checks: each is single-threaded, so two cores run
+    both at once); inline when the machine has one core. ``result()`` waits for the
+    value; ``close()`` stops a worker whose result is no longer wanted. Use as a context
+    manager so that a failed compile leaves no process behind."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: tuple[str, Any] | None = None
+        self._proc: Any = None
+        if (os.cpu_count() or 1) < 2:
+            self._value = ("ok", fn(*args))
+            return
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_send_result, args=(child, fn, args), daemon=True)
+        self._proc.start()
+        child.close()
+
+    def result(self) -> Any:
+        if self._value is None:
+            try:
+                self._value = self._conn.recv()
+            except EOFError:
+                self._value = ("error", f"worker died (exit code {self._proc.exitcode})")
+            self._proc.join()
+        status, value = self._value
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join()
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -94,6 +94,7 @@ class FixedCore:
         u = [np.zeros((batch, len(p.bias_mant)), np.int64) for p in self.populations]
         v = [np.zeros_like(x) for x in u]
         rasters = [np.zeros((steps, *x.shape), bool) for x in u]
+        w_t = [w.T.astype(np.float64) for w in self.weights]
         for t in range(steps):
             a = a_in[t].astype(np.int64)
             for i, pop in enumerate(self.populations):
@@ -102,9 +103,9 @@ class FixedCore:
                 spk = v[i] > (pop.vth.astype(np.int64) << VTH_SHIFT)
                 v[i][spk] = 0
                 rasters[i][t] = spk
-                if i < len(self.weights):
-                    nxt = self.populations[i + 1]
-                    a = (spk.astype(np.int64) @ self.weights[i].T.astype(np.int64)) \
+                if i < len(self.weights):  # float64 product of 0/1 and 8-bit integers:
+                    nxt = self.populations[i + 1]  # exact (integer sums far below 2^53)
+                    a = (spk.astype(np.float64) @ w_t[i]).astype(np.int64) \
                         << nxt.weight_exp.astype(np.int64)
         return rasters
 

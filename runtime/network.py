@@ -80,10 +80,13 @@ class FoldedNet:
         h = np.maximum(s @ self.enc_w1.T + self.enc_b1, 0.0)
         return (h @ self.enc_w2.T + self.enc_b2)[None] * self.gates(s)
 
-    def first_layer_current(self, x: np.ndarray, k: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """I_1(t) for a batch: ``x`` (B, A), ``k`` (B,) step indices, ``s`` (B, obs_dim)."""
+    def first_layer_current(self, x: np.ndarray, k: np.ndarray, s: np.ndarray,
+                            state: np.ndarray | None = None) -> np.ndarray:
+        """I_1(t) for a batch: ``x`` (B, A), ``k`` (B,) step indices, ``s`` (B, obs_dim);
+        ``state``: ``state_current(s)`` if already computed (it is the same for every
+        denoising step of a chunk)."""
         base = x @ self.w_in.T + self.bias_table[np.asarray(k)]
-        return base[None] + self.state_current(s)
+        return base[None] + (self.state_current(s) if state is None else state)
 
     def spike_counts(self, current: np.ndarray) -> list[np.ndarray]:
         """Run the LIF populations on first-layer currents (T, B, H1); spikes summed over

@@ -69,9 +69,15 @@ def compile_cmd(
         nir.write_bytes(result.nir)
     seconds = time.perf_counter() - t0
     _print_report(result.manifest, result.report)
+    table = Table("stage", "wall s", title="compile time per stage")
+    for name, sec in result.stage_seconds:
+        table.add_row(name, f"{sec:.1f}")
+    console.print(table)
     if report_json is not None:
         report_json.write_text(json.dumps({"manifest": result.manifest,
-                                           "compile_seconds": seconds}, indent=1))
+                                           "compile_seconds": seconds,
+                                           "stage_seconds": dict(result.stage_seconds)},
+                                          indent=1))
     console.print(f"wrote {out} ({len(result.image):,} bytes, target {target}) in {seconds:.1f} s")
 
 

@@ -72,6 +72,12 @@ def test_shipped_policy_compiles_for_loihi2_with_every_check_passing(shipped_ima
     assert energies == sorted(energies, reverse=True) and energies[-1] > 0
     assert points["ddpm20"]["success_rate"] >= 0.7 and points["ddpm20"]["ground_episodes"] == 20
     assert report["manifest"]["conformance"] == conf and report["compile_seconds"] > 0
+    stages = report["stage_seconds"]  # every stage timed, in order, summing to the compile
+    assert list(stages)[0] == "export to NIR and fold" and list(stages)[-1] == "sign and pack"
+    assert any(s.startswith("operating points") for s in stages)
+    assert all(t >= 0 for t in stages.values())
+    assert sum(stages.values()) <= report["compile_seconds"]
+    assert "compile time per stage" in res.stdout
 
 
 @pytest.mark.parametrize("target,present,absent", [
