@@ -1,5 +1,7 @@
-"""Compile time and image size of the shipped default policy, per target; and closed-loop
-success of its fixed-point core against its float network on the default task."""
+"""Compile time (median of 3, target <= 60 s wall on the 2-core machine, conformance and
+operating points included, with the time per stage) and image size of the shipped default
+policy, per target; and closed-loop success of its fixed-point core against its float
+network on the default task."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ def test_compile_time_and_image_size(benchmark, target: str) -> None:
     result = benchmark.pedantic(compile_policy, args=(SHIPPED, CompileOptions(target=target), key),
                                 rounds=3, iterations=1)
     benchmark.extra_info.update(image_bytes=len(result.image),
-                                checks=sorted(result.manifest["conformance"]))
+                                checks=sorted(result.manifest["conformance"]),
+                                stage_seconds={n: round(t, 2) for n, t in result.stage_seconds})
     assert len(result.image) < 16 * 2**20
+    assert benchmark.stats.stats.median <= 60.0
 
 
 def test_fixed_point_closed_loop_success_within_5_points(benchmark) -> None:

@@ -10,7 +10,8 @@ attribution and firing-rate telemetry).
 Each loop iteration i:
 
     eps    = denoiser(obs, x, ks[i])   (the state current c * g_t is computed once, before)
-    x0_hat = clip((x - s1 eps) / s0, -1, 1)     (prediction "sample": clip(eps, -1, 1))
+    x0_hat = clip((x - s1 eps) / s0, -1, 1)     (prediction "sample": clip(eps, -1, 1);
+                                                 "v": clip(s0 x - s1 eps, -1, 1))
     x      = a x0_hat + b x + c z[i]
 
 DDPM and every DDIM subset are just different (ks, coef), so one graph serves every
@@ -42,8 +43,12 @@ def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str,
     k = b.op("Gather", "ks", "i", axis=0)  # a scalar: the step's bias row broadcasts
     eps, counts = den(b, "obs", "x_in", k, "state", top)
     s0, s1, a, bb, _ = b.split(b.op("Gather", "coef", "i", axis=0), 5)
-    pred = eps if prediction == "sample" else b.op("Div", b.op("Sub", "x_in",
-                                                                b.op("Mul", s1, eps)), s0)
+    if prediction == "sample":
+        pred = eps
+    elif prediction == "v":
+        pred = b.op("Sub", b.op("Mul", s0, "x_in"), b.op("Mul", s1, eps))
+    else:
+        pred = b.op("Div", b.op("Sub", "x_in", b.op("Mul", s1, eps)), s0)
     x0 = b.op("Clip", pred, b.const(-1.0, F64), b.const(1.0, F64))
     x_next = b.op("Add", b.op("Add", b.op("Mul", a, x0), b.op("Mul", bb, "x_in")),
                   b.op("Gather", "noise", "i", axis=0), name="x_out")

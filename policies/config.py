@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from policies.diffusion import PREDICTIONS
+
 KINDS = ("sdp", "sdp-sdli", "ann")
 
 
@@ -17,8 +19,8 @@ class PolicyConfig:
     configuration is ``(2048, 2048)``. ``micro_steps``: T, LIF updates per denoising
     evaluation. ``lif_beta``: membrane decay per micro-step (v <- beta v + I).
     ``chunk``: actions predicted and executed per inference (obs horizon 1).
-    ``prediction``: what the denoiser outputs, ``epsilon`` (the noise) or ``sample`` (the
-    clean chunk x_0; ``policies/diffusion.py``).
+    ``prediction``: what the denoiser outputs, ``epsilon`` (the noise), ``sample`` (the
+    clean chunk x_0) or ``v`` (the velocity; ``policies/diffusion.py``).
     ``sdli_ramp_iters``: iterations over which the SDLI strength ramps to its maximum
     (the paper: 5000; ``train bc`` shortens it to half the run when the run is shorter).
     """
@@ -45,8 +47,9 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"policy kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.prediction not in ("epsilon", "sample"):
-            raise ValueError(f"prediction must be epsilon or sample, got {self.prediction!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, "
+                             f"got {self.prediction!r}")
         if self.reset != "zero":
             raise ValueError("only reset='zero' (Lava's same-step reset to 0) is supported")
         self.hidden = tuple(int(h) for h in self.hidden)

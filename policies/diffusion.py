@@ -1,4 +1,4 @@
-"""DDPM noise schedule and samplers (torch), epsilon or x0 prediction, x0 clamped to [-1, 1].
+"""DDPM noise schedule and samplers (torch), epsilon, x0 or v prediction, x0 clamped to [-1, 1].
 
 Cosine schedule (Nichol & Dhariwal 2021), ``K`` steps, offset ``s`` = 0.008:
     alpha_bar(k) = f(k) / f(0),  f(k) = cos^2(((k / K) + s) / (1 + s) * pi / 2)
@@ -15,7 +15,11 @@ DDIM (eta = 0) over a decreasing subset of steps, eps re-derived from the clampe
 Prediction ``epsilon`` (DDPM's): the denoiser outputs eps_hat, as above. Prediction
 ``sample`` (the x0 parameterisation, Diffusion Policy's ``prediction_type="sample"``): it
 outputs the clean chunk itself, trained on ``|| out - x_0 ||^2``, and
-``x0_hat = clamp(out, -1, 1)``; the reverse steps are otherwise the same.
+``x0_hat = clamp(out, -1, 1)``; the reverse steps are otherwise the same. Prediction ``v``
+(Salimans & Ho 2022, "velocity"): it outputs ``v = sqrt(ab_k) eps - sqrt(1 - ab_k) x_0``,
+trained on ``|| out - v ||^2``, and ``x0_hat = clamp(sqrt(ab_k) x_k - sqrt(1 - ab_k) out,
+-1, 1)``: at the noisiest steps the output is nearly -x0 itself, at the least noisy ones
+x_k carries the estimate and the network's error enters scaled by sqrt(1 - ab_k).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 Denoise = Callable[[torch.Tensor, int], torch.Tensor]  # (x_k, k) -> eps_hat or x0_hat
-PREDICTIONS = ("epsilon", "sample")
+PREDICTIONS = ("epsilon", "sample", "v")
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,23 @@ class Schedule:
         ab = self.alpha_bars.to(x0.dtype)[k].view(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
-    def target(self, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """What the denoiser is trained to output: ``eps`` or ``x0``."""
-        return x0 if self.prediction == "sample" else eps
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """What the denoiser is trained to output at steps ``k`` (one per row): ``eps``,
+        ``x0`` or ``v``."""
+        if self.prediction == "sample":
+            return x0
+        if self.prediction == "v":
+            ab = self.alpha_bars.to(x0.dtype)[k].view(-1, *([1] * (x0.dim() - 1)))
+            return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+        return eps
 
     def x0_hat(self, x: torch.Tensor, out: torch.Tensor, k: int) -> torch.Tensor:
         """The clamped clean estimate from x_k and the denoiser's output at step k."""
         if self.prediction == "sample":
             return out.clamp(-1.0, 1.0)
         ab = float(self.alpha_bars[k])
+        if self.prediction == "v":
+            return (math.sqrt(ab) * x - math.sqrt(1 - ab) * out).clamp(-1.0, 1.0)
         return ((x - math.sqrt(1 - ab) * out) / math.sqrt(ab)).clamp(-1.0, 1.0)
 
     def ddpm_step(self, x: torch.Tensor, eps: torch.Tensor, k: int,

@@ -112,6 +112,8 @@ def step_mean(denoiser: nn.Module, consts: StepConstants, x: torch.Tensor, k: in
     out = denoiser(x, torch.full((x.shape[0],), k, dtype=torch.long), s)
     if consts.prediction == "sample":
         x0 = out.clamp(-1, 1)
+    elif consts.prediction == "v":
+        x0 = (consts.sqrt_ab[k].item() * x - consts.sqrt_1mab[k].item() * out).clamp(-1, 1)
     else:
         x0 = ((x - consts.sqrt_1mab[k].item() * out) / consts.sqrt_ab[k].item()).clamp(-1, 1)
     return consts.c0[k].item() * x0 + consts.ck[k].item() * x

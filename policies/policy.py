@@ -28,7 +28,7 @@ class DiffusionPolicy(nn.Module):
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Denoising MSE (against eps, or x_0 for ``prediction = "sample"``) for raw
+        """Denoising MSE (against eps, x_0 or v: ``Schedule.target``) for raw
         ``obs`` (B, obs_dim) and action chunks ``actions`` (B, chunk, act_dim)."""
         b = obs.shape[0]
         x0 = self.act_norm(actions).reshape(b, -1)
@@ -36,7 +36,7 @@ class DiffusionPolicy(nn.Module):
         k = torch.randint(0, self.schedule.steps, (b,), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
         xk = self.schedule.add_noise(x0, eps, k)
-        return nn.functional.mse_loss(self.denoiser(xk, k, s), self.schedule.target(x0, eps))
+        return nn.functional.mse_loss(self.denoiser(xk, k, s), self.schedule.target(x0, eps, k))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None,

@@ -13,8 +13,10 @@ is the least noisy):
            eps' = (x_k - sqrt(ab_k) x0_hat) / sqrt(1 - ab_k)
 
 A network that predicts the clean chunk itself (``prediction = "sample"``, the x0
-parameterisation) replaces the first line by ``x0_hat = clip(out, -1, 1)``; the steps are
-otherwise the same.
+parameterisation) replaces the first line by ``x0_hat = clip(out, -1, 1)``, one that
+predicts the velocity ``v = sqrt(ab_k) eps - sqrt(1 - ab_k) x_0`` (``prediction = "v"``) by
+``x0_hat = clip(sqrt(ab_k) x_k - sqrt(1 - ab_k) out, -1, 1)``; the steps are otherwise the
+same.
 
 All randomness comes from a ``numpy.random.Generator`` drawn in a fixed order (x_{K-1},
 then one z per evaluated step, drawn even where its coefficient is 0), so a seed fixes
@@ -30,7 +32,7 @@ import numpy as np
 MIN_RANGE = 1e-6  # as the trainer's normaliser: narrower action ranges are constants
 
 EpsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x_k (B, A), k (B,)) -> output
-PREDICTIONS = ("epsilon", "sample")  # what the denoiser's output is: noise, or x0
+PREDICTIONS = ("epsilon", "sample", "v")  # what the denoiser outputs: noise, x0 or velocity
 
 
 def ddim_subset(steps: int, count: int) -> list[int]:
@@ -107,6 +109,8 @@ class Sampler:
         the denoiser's output (eps, or x0 for ``prediction = "sample"``)."""
         if self.prediction == "sample":
             x0 = np.clip(out, -1.0, 1.0)
+        elif self.prediction == "v":
+            x0 = np.clip(row[0] * x - row[1] * out, -1.0, 1.0)
         else:
             x0 = np.clip((x - row[1] * out) / row[0], -1.0, 1.0)
         return row[2] * x0 + row[3] * x + row[4] * z

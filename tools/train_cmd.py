@@ -37,8 +37,8 @@ PhaseBalance = Annotated[float, typer.Option(
     "--phase-balance", min=0.0, max=1.0,
     help="sample windows by expert phase: 0 uniform, 1 every phase equally often")]
 Prediction = Annotated[str, typer.Option(
-    "--prediction", help="what the denoiser predicts: sample (the clean chunk x0) or epsilon "
-    "(the noise)")]
+    "--prediction", help="what the denoiser predicts: epsilon (the noise), sample (the clean "
+    "chunk x0) or v (the velocity sqrt(ab) eps - sqrt(1 - ab) x0)")]
 NProc = Annotated[int, typer.Option("--nproc", min=1,
                                     help="data-parallel ranks on this machine (runs torchrun)")]
 
@@ -59,11 +59,13 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
     from hardware.sim.registry import make_env
     from policies.bc import LR_SCHEDULES, TrainConfig
     from policies.config import KINDS, PolicyConfig
+    from policies.diffusion import PREDICTIONS
 
     if policy not in KINDS:
         raise SpikeflightError(f"--policy must be one of {', '.join(KINDS)}, got {policy!r}")
-    if prediction not in ("sample", "epsilon"):
-        raise SpikeflightError(f"--prediction must be sample or epsilon, got {prediction!r}")
+    if prediction not in PREDICTIONS:
+        raise SpikeflightError(f"--prediction must be one of {', '.join(PREDICTIONS)}, "
+                               f"got {prediction!r}")
     if train.get("lr_schedule", "constant") not in LR_SCHEDULES:
         raise SpikeflightError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, "
                                f"got {train['lr_schedule']!r}")

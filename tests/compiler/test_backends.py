@@ -131,7 +131,7 @@ def test_hardware_path_says_clearly_when_the_chip_cannot_be_targeted() -> None:
 
 
 @pytest.mark.parametrize(("ddim", "prediction"), [(None, "epsilon"), (4, "epsilon"),
-                                                  (None, "sample")])
+                                                  (None, "sample"), (4, "v")])
 def test_chunk_graphs_equal_the_numpy_sampler(tiny_runs: dict[str, Path],
                                               ddim: int | None, prediction: str) -> None:
     net, core, (obs, _, _), _ = _quantized(tiny_runs)

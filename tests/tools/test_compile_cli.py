@@ -96,20 +96,22 @@ def test_targets_carry_their_graphs(tmp_path: Path, key: Path, target: str, pres
     assert image.header.target == target
 
 
-def test_x0_predicting_policy_compiles_with_its_prediction_in_the_image(tmp_path: Path,
-                                                                       key: Path) -> None:
-    """A denoiser that predicts the clean chunk passes the same conformance checks (torch
-    vs ONNX float, ONNX fixed point vs Lava) and the runtime samples it as such."""
-    run = train_tiny(tmp_path / "run", "sdp", prediction="sample")
-    assert json.loads((run / "config.json").read_text())["policy"]["prediction"] == "sample"
+@pytest.mark.parametrize("prediction", ["sample", "v"])
+def test_x0_and_v_predicting_policies_compile_with_their_prediction_in_the_image(
+        tmp_path: Path, key: Path, prediction: str) -> None:
+    """A denoiser that predicts the clean chunk or the velocity passes the same
+    conformance checks (torch vs ONNX float, ONNX fixed point vs Lava) and the runtime
+    samples it as such."""
+    run = train_tiny(tmp_path / "run", "sdp", prediction=prediction)
+    assert json.loads((run / "config.json").read_text())["policy"]["prediction"] == prediction
     out = tmp_path / "x0.sfimg"
     res = cli("compile", str(run), "--target", "cpu-fixed", "--key", str(key), "-o", str(out),
               "--operating-points", "ddpm", "--ground-episodes", "1")
     assert res.returncode == 0, res.stderr
     pub = load_public_key(key.with_name(key.name + ".pub"))
     policy = unpack(verify_image(out.read_bytes(), pub))
-    assert policy.manifest["policy"]["prediction"] == "sample"
-    assert policy.sampler.prediction == "sample"
+    assert policy.manifest["policy"]["prediction"] == prediction
+    assert policy.sampler.prediction == prediction
 
 
 def test_ann_twin_compiles_for_cpu_only(tmp_path: Path, key: Path) -> None:
