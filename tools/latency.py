@@ -7,11 +7,11 @@ runtime runs one ``chunk.onnx`` call (float64) or one ``chunk_fixed.onnx`` call 
 fixed point). The ANN twin of the same layout (random weights: latency does not depend on
 them) runs as ONNX for reference. Observations are expert states of the default task.
 
-The bound to measure against (``matvec_bound``): the chunk's matrix-vector products
-alone, in numpy float64 on one thread, with the network's shapes: per denoising step the
-input layer ``W_in x``, per micro-step every hidden weight times a spike vector, and the
-readout. Batched calls (``batched_latency``) give the per-sample time of one chunk-graph
-call for B observations at once.
+The bound to measure against (``matvec_chunk``): the chunk's matrix-vector products
+alone, in numpy float64 on one BLAS thread, with the network's shapes (per denoising step
+the input layer ``W_in x``, per micro-step every hidden weight times a spike vector, and
+the readout). It and the backends are timed in turn on every observation. Batched calls
+give the per-sample time of one chunk-graph call for B observations at once.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from compiler.calibrate import expert_states
 from compiler.export import export_policy
@@ -41,22 +42,29 @@ def _stats(ms: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def _time(fn, items: list, warmup: int = 5) -> list[float]:
-    for item in items[:warmup]:
-        fn(item)
-    out = []
+def _time(fn: Callable[[Any], Any], items: list, warmup: int = 5) -> list[float]:
+    return _side_by_side({"fn": fn}, items, warmup)["fn"]
+
+
+def _side_by_side(fns: dict[str, Callable[[Any], Any]], items: list,
+                  warmup: int = 5) -> dict[str, list[float]]:
+    """Wall ms of every function on every item, the functions taking turns item by item
+    (so that a change in the machine's load touches them all alike)."""
+    for fn in fns.values():
+        for item in items[:warmup]:
+            fn(item)
+    out: dict[str, list[float]] = {name: [] for name in fns}
     for item in items:
-        t0 = time.perf_counter()
-        fn(item)
-        out.append((time.perf_counter() - t0) * 1e3)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(item)
+            out[name].append((time.perf_counter() - t0) * 1e3)
     return out
 
 
-def matvec_bound(net: FoldedNet, chunks: int, steps: int = 20) -> dict[str, float]:
-    """Median and p99 (ms) of one chunk's matrix-vector products in numpy (module
-    docstring), over ``chunks`` repetitions with a spike vector at the rate 0.15."""
-    from threadpoolctl import threadpool_limits
-
+def matvec_chunk(net: FoldedNet, steps: int = 20) -> Callable[[Any], None]:
+    """One chunk's matrix-vector products in numpy float64 (module docstring), with
+    spike vectors at the rate 0.15; its argument is ignored. Time it on one BLAS thread."""
     rng = np.random.default_rng(0)
     w_in = net.w_in.astype(np.float64)
     hidden = [w.astype(np.float64) for w in net.hidden_w]
@@ -71,9 +79,7 @@ def matvec_bound(net: FoldedNet, chunks: int, steps: int = 20) -> dict[str, floa
                 for w, s in zip(hidden, spikes, strict=False):
                     w @ s
             w_out @ spikes[-1]
-
-    with threadpool_limits(1):
-        return _stats(_time(chunk, list(range(chunks))))
+    return chunk
 
 
 def _session(model: Any) -> Any:
@@ -124,13 +130,13 @@ def chunk_latency(checkpoint: Path, chunks: int = 100,
         return lambda o: sess.run(None, feed(o if batched else o[None]))
 
     gen = torch.Generator().manual_seed(0)
-    items = list(obs)
     graphs = {"onnx_float": build_chunk(net), "onnx_fixed": build_chunk(net, core)}
-    out = {"snntorch_eager": _stats(_time(lambda o: policy.act(o[None], generator=gen),
-                                          items))}
-    out.update({name: _stats(_time(onnx_fn(m), items)) for name, m in graphs.items()})
-    out["ann_twin_onnx"] = _stats(_time(onnx_fn(build_chunk(ann_net)), items))
-    out["matvec"] = matvec_bound(net, chunks, len(ks))
+    fns = {"snntorch_eager": lambda o: policy.act(o[None], generator=gen)}
+    fns.update({name: onnx_fn(m) for name, m in graphs.items()})
+    fns["ann_twin_onnx"] = onnx_fn(build_chunk(ann_net))
+    fns["matvec"] = matvec_chunk(net, len(ks))
+    with threadpool_limits(1):
+        out = {name: _stats(ms) for name, ms in _side_by_side(fns, list(obs)).items()}
     for name, m in graphs.items():
         call = onnx_fn(m, batched=True)
         for size in batches:

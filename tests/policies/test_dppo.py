@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 from torch.distributions import Normal
 
@@ -42,8 +43,9 @@ def test_denoising_discount_weighs_the_noisiest_step_least() -> None:
                                           dtype=torch.float64))
 
 
-def test_step_mean_is_the_ddpm_posterior_mean(tmp_path) -> None:
-    policy = load(train_tiny(tmp_path / "run", "sdp-sdli", iterations=5))
+@pytest.mark.parametrize("prediction", ["epsilon", "sample", "v"])
+def test_step_mean_is_the_ddpm_posterior_mean(tmp_path, prediction: str) -> None:
+    policy = load(train_tiny(tmp_path / "run", "sdp-sdli", iterations=5, prediction=prediction))
     consts = StepConstants.of(policy.schedule)
     g = torch.Generator().manual_seed(0)
     x, s = torch.randn(6, policy.cfg.action_size, generator=g), torch.rand(6, OBS, generator=g)
