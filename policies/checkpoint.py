@@ -24,11 +24,13 @@ from safetensors.torch import load_file, save_file
 
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
+from hardware.files import read_input, regular_file
 from policies.config import PolicyConfig
 from policies.policy import DiffusionPolicy
 
 FORMAT = "spikeflight-policy/1"
 CONFIG, WEIGHTS = "config.json", "policy.safetensors"
+MAX_CONFIG_BYTES = 1 << 20  # a run's config.json is a few kB
 TRAIN_WEIGHTS, TRAIN_STATE = "train_state.safetensors", "train_state.json"
 
 
@@ -118,9 +120,14 @@ def read_config(path: str | Path, fmt: str = FORMAT) -> tuple[Path, dict[str, An
     if not cfg_path.exists():
         raise CheckpointError(f"{path}: not a spikeflight checkpoint (no {CONFIG} beside it)")
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg = json.loads(read_input(cfg_path, "checkpoint config", MAX_CONFIG_BYTES)
+                         .decode("utf-8"))
+    except OSError as exc:
+        raise CheckpointError(str(exc)) from None
     except ValueError as exc:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path}: not a JSON object")
     if cfg.get("format") != fmt:
         raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {fmt!r}")
     return run_dir, cfg
@@ -128,6 +135,7 @@ def read_config(path: str | Path, fmt: str = FORMAT) -> tuple[Path, dict[str, An
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
+        regular_file(path, "weights file")
         return load_file(path)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc

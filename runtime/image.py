@@ -81,9 +81,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
+from hardware.files import MiB, read_input
 from runtime.keys import key_hash, key_id
 
 TARGETS = ("loihi2", "cpu", "cpu-fixed")
+# the largest image file read: the paper-sized network (2 x 2048) in float64 and 8-bit
+# with its graphs is about 80 MB; anything far beyond is not an image
+MAX_IMAGE_BYTES = 256 * MiB
 IMAGE_MAGIC = 0x96F3B83D
 HEADER_SIZE = 32
 PAYLOAD_MAGIC = b"SFIM"
@@ -681,13 +685,12 @@ def verify_image(data: bytes, public_key: Ed25519PublicKey) -> Image:
 
 
 def load_image(path: str | os.PathLike) -> bytes:
-    """The bytes of an image file (no checks); one-line :class:`ImageError` if unreadable."""
+    """The bytes of an image file (no checks of its content); one-line :class:`ImageError`
+    if it is unreadable, not a regular file or larger than ``MAX_IMAGE_BYTES``."""
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"image file {path} not found") from None
+        return read_input(path, "image file", MAX_IMAGE_BYTES)
     except OSError as exc:
-        raise ImageError(f"cannot read image file {path}: {exc.strerror}") from None
+        raise ImageError(str(exc)) from None
 
 
 def write_image(path: str | os.PathLike, data: bytes) -> Path:

@@ -26,6 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
+from hardware.files import read_input
+
+MAX_KEY_BYTES = 64 * 1024  # a PEM Ed25519 key is a few hundred bytes
 
 SHORT_ID_LEN = 16
 
@@ -117,11 +120,9 @@ def save_keypair(
 
 def _read(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{what} file {path} not found") from None
+        return read_input(path, f"{what} file", MAX_KEY_BYTES)
     except OSError as exc:
-        raise KeyFileError(f"cannot read {what} file {path}: {exc.strerror}") from None
+        raise KeyFileError(str(exc)) from None
 
 
 def _kind(key: object) -> str:

@@ -77,8 +77,8 @@ def profile_cmd(
                                          "loihi1-davies2018, cpu-board:rpi4|jetson-nano-5w|"
                                          "jetson-nano-10w|FILE.yaml|FILE.toml"),
     sensor: str | None = typer.Option(None, "--sensor",
-                                      help="rapl[:ZONE] | hwmon:NAME[/powerN] | ina:DIR[:N] | "
-                                           "replay:TRACE.csv"),
+                                      help="rapl or rapl:ZONE | hwmon:NAME or hwmon:NAME/powerN | "
+                                           "ina:DIR or ina:DIR:N | replay:TRACE.csv"),
     allow_model: bool = typer.Option(False, "--allow-model",
                                      help="go on with models only if the sensor fails"),
     sample_ms: float = typer.Option(10.0, "--sample-ms", help="sensor sampling period (ms)"),

@@ -47,6 +47,7 @@ import numpy as np
 
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
+from hardware.files import regular_file
 
 REQUIRED = ("actions", "rewards", "dones")
 PER_STEP = ("states", "executed_actions", "phases")  # optional, one row per step
@@ -162,6 +163,10 @@ def open_demos(path: str | os.PathLike) -> Iterator[h5py.File]:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
+    try:
+        regular_file(path, "demonstration file")
+    except OSError as exc:
+        raise DatasetError(str(exc)) from None
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
