@@ -32,6 +32,7 @@ from tools import (
     train_cmd,
     world_model_cmd,
 )
+from tools.options import finite_floats
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="spikeflight: spiking diffusion policies for spacecraft robots.")
@@ -50,6 +51,7 @@ app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("run")(run_cmd.run_cmd)
 app.command("demo")(demo_cmd.demo)
 app.command("flash")(flash_cmd.flash_cmd)
+finite_floats(app)  # every float option refuses nan and inf, keeping its range
 
 
 def main(argv: list[str] | None = None) -> None:
