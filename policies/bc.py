@@ -17,6 +17,7 @@ thread count, and a resumed run continues exactly as the uninterrupted one would
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -25,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hardware.errors import SpikeflightError
 from policies.checkpoint import (
     CONFIG,
+    TRAIN_STATE,
     CheckpointError,
     load_train_state,
     load_weights,
@@ -124,6 +127,19 @@ def resumable_config(run_dir: Path, task: str, kind: str) -> PolicyConfig | None
     return PolicyConfig.from_dict(saved["policy"])
 
 
+class TrainingError(SpikeflightError):
+    """Training cannot go on (a non-finite loss or weights); nothing more is written."""
+
+
+def _kept(run_dir: Path, start: int) -> str:
+    """What is left on disk after a divergence, for the error message."""
+    try:
+        it = json.loads((Path(run_dir) / TRAIN_STATE).read_text())["iteration"]
+        return f"the checkpoint of iteration {it} in {run_dir} is kept"
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint was written" if not start else f"{run_dir} is unchanged"
+
+
 def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: TrainConfig,
              run_dir: Path, on_step: StepCallback | None = None,
              init: Path | None = None, comm: Comm | None = None) -> TrainResult:
@@ -181,6 +197,10 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
         idx = torch.randint(len(data), (batch,), generator=gen) if weights is None \
             else torch.multinomial(weights, batch, replacement=True, generator=gen)
         loss = model.loss(data.obs[idx], data.actions[idx], generator=gen)
+        if not bool(torch.isfinite(loss)):
+            raise TrainingError(f"training diverged at iteration {it + 1}: the loss is "
+                                f"{float(loss.detach())} (try a lower --lr); "
+                                f"{_kept(run_dir, start)}")
         objective = loss + train_cfg.rate_reg * snn.last_rate if snn is not None else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -193,6 +213,9 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
         done = it + 1
         if (done % train_cfg.checkpoint_every == 0 or done == train_cfg.iterations) \
                 and comm.main:
+            if not all(bool(torch.isfinite(p).all()) for p in ema.parameters()):
+                raise TrainingError(f"training diverged by iteration {done}: weights are not "
+                                    f"finite (try a lower --lr); {_kept(run_dir, start)}")
             save_run(run_dir, ema, model, optimizer, gen, task, train_dict, done, losses)
         if on_step is not None:
             on_step(done, losses[-1])

@@ -13,7 +13,7 @@ import torch
 
 from hardware.sim.monitor import CATEGORIES
 from hardware.sim.tasks.hatch import HatchEnv
-from policies.bc import TrainConfig, learning_rate, train_bc
+from policies.bc import TrainConfig, TrainingError, learning_rate, train_bc
 from policies.checkpoint import CheckpointError, load_policy
 from policies.config import PolicyConfig
 from policies.data import BcData, load_bc_data
@@ -39,6 +39,26 @@ def test_short_training_lowers_the_loss(tmp_path: Path, kind: str) -> None:
                                                       lr=2e-3, threads=1), tmp_path / kind)
     first, last = np.mean(res.losses[:30]), np.mean(res.losses[-30:])
     assert last < 0.7 * first, (first, last)
+
+
+def test_a_diverging_run_stops_in_one_line_and_keeps_its_last_checkpoint(tmp_path: Path) -> None:
+    """A learning rate that blows the weights up stops training with a one-line error and
+    writes no checkpoint of the broken weights; a run diverging from its first steps
+    leaves nothing at all."""
+    cfg = PolicyConfig(kind="ann", obs_dim=5, act_dim=2, **TINY)
+    with pytest.raises(TrainingError, match="training diverged at iteration .*lower --lr"
+                       ".*no checkpoint was written"):
+        train_bc("hatch", _data(), cfg, TrainConfig(iterations=50, batch_size=64, lr=1e30,
+                                                    threads=1), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    run = tmp_path / "run"
+    train_bc("hatch", _data(), cfg, TrainConfig(iterations=20, batch_size=64, lr=1e-3,
+                                                threads=1, checkpoint_every=10), run)
+    before = _digest(run)
+    with pytest.raises(TrainingError, match="the checkpoint of iteration 20 .* is kept"):
+        train_bc("hatch", _data(), cfg, TrainConfig(iterations=60, batch_size=64, lr=1e30,
+                                                    threads=1, checkpoint_every=10), run)
+    assert _digest(run) == before
 
 
 def _digest(run: Path) -> dict[str, str]:
