@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from tools import json_out
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks (medians, side by side, one run).")
@@ -120,7 +120,7 @@ def latency(
         d["speedup_vs_snntorch"] = ref / d["median_ms"]
         d["ratio_to_matvec"] = d["median_ms"] / bound
     if as_json:
-        print(json.dumps(res))
+        print(json_out.dumps(res))
     else:
         table = Table("backend", "median ms/chunk", "p99 ms/chunk", "speed-up vs snnTorch",
                       "x numpy bound",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from tools import json_out
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Demonstration datasets (robomimic HDF5).")
@@ -57,7 +57,7 @@ def info(
 
     s = summarize(file)
     if as_json:
-        print(json.dumps(s))
+        print(json_out.dumps(s))
         return
     console.print(f"[bold]{s['file']}[/bold]  task {s['env_name']}")
     console.print(f"episodes {s['episodes']}  steps {s['steps']}  "

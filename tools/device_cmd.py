@@ -3,13 +3,13 @@ trial image, roll it back or reset it (mcumgr SMP over ``--link``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from hardware.errors import SpikeflightError
+from tools import json_out
 from tools.progress import console
 from tools.run_cmd import ScreenOpt, WorldModelOpt
 
@@ -142,7 +142,7 @@ def describe(slots: dict[int, Any], rep: Any) -> dict[str, Any]:
 
 def _print_state(state: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(state, default=str))
+        print(json_out.dumps(state, default=str))
         return
     boot = state["boot"]
     _say(f"target {state['target']}, backend {state['backend']}, slot size "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from tools import json_out
 from tools.progress import console, progress_bar
 
 
@@ -69,7 +69,7 @@ def evaluate_cmd(
         **energy,
     }
     if as_json:
-        print(json.dumps(report))
+        print(json_out.dumps(report))
         return
     console.print(f"[bold]{cfg.kind}[/bold] on {task}: success {res.successes}/{res.episodes} "
                   f"= {res.success_rate:.0%} (95% CI {lo:.0%}..{hi:.0%}), mean episode length "

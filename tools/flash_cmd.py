@@ -3,13 +3,13 @@ on trial (``--test``) or boot and confirm it (``--confirm``); see ``tools/flash.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
 from hardware.errors import SpikeflightError
+from tools import json_out
 
 
 def flash_cmd(
@@ -32,7 +32,7 @@ def flash_cmd(
         raise SpikeflightError("--test and --confirm exclude each other")
     mode = "confirm" if confirm else "test" if test else "upload"
     res = flash(image, link, mode, dry_run, timeout)
-    print(json.dumps(res, default=str) if as_json else summary(res))
+    print(json_out.dumps(res, default=str) if as_json else summary(res))
     if res["result"] == "reverted":
         print(f"error: the device reverted: {res['boot'].get('reason')}", file=sys.stderr)
         raise typer.Exit(1)

@@ -3,7 +3,6 @@ cabin plant, one scenario after another, with measurements, limits and reports."
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def run(
     report = {"verdict": overall, "image": str(image), "task": task, "target": target,
               "clock": clock, "link": link, "episodes": episodes, "seed": seed,
               "scenarios": records}
-    for path, text in ((json_out, lambda: json.dumps(report, indent=1, default=float)),
+    for path, text in ((json_out, lambda: json_out.dumps(report, indent=1, default=float)),
                        (junit_out, lambda: hil_measure.junit(records))):
         if path is not None:
             with AtomicFile(path) as tmp:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from tools import json_out
 from tools.progress import console
 
 app = typer.Typer(no_args_is_help=True, help="Signed policy images: inspect, verify.")
@@ -33,7 +33,7 @@ def inspect(
     except ImageError as exc:
         raise ImageError(f"{image}: {exc}") from None
     if as_json:
-        print(json.dumps({"file": str(image), **img.to_dict()}))
+        print(json_out.dumps({"file": str(image), **img.to_dict()}))
         return
     h = img.header
     _say(f"{image}  MCUboot image, spikeflight format {h.format_version}, {img.size} bytes")

@@ -35,7 +35,8 @@ def main() -> None:
 
     run(50, 0)  # warm-up
     runs = [run(args.steps, seed) for seed in range(args.repeats)]
-    print(json.dumps({"robosuite": robosuite.__version__, "steps_per_s": runs}))
+    print(json.dumps({"robosuite": robosuite.__version__, "steps_per_s": runs},
+                     allow_nan=False))  # strict JSON (standalone: no tools.json_out)
 
 
 if __name__ == "__main__":

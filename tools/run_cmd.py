@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from tools import json_out
 from tools.progress import console, episode_counter, progress_bar
 
 WorldModelOpt = Annotated[bool, typer.Option(
@@ -63,7 +63,7 @@ def run_cmd(
         summary = fly(policy, env, cfg, episodes, seed, on_episode=on_episode)
     env.close()
     if as_json:
-        print(json.dumps(summary))
+        print(json_out.dumps(summary))
         return
     _print(summary)
 

@@ -4,7 +4,6 @@ simulator episodes)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from tools import json_out
 from tools.plotting import pyplot, save_png
 from tools.progress import console, progress_bar
 
@@ -169,9 +169,7 @@ def evaluate(
     if plot_out is not None:
         _plot(results, plot_out)
     if as_json:
-        clean = [{k: [None if isinstance(x, float) and math.isnan(x) else x for x in v]
-                  if isinstance(v, list) else v for k, v in r.items()} for r in results]
-        print(json.dumps(clean[0] if len(clean) == 1 else {"runs": clean}))
+        print(json_out.dumps(results[0] if len(results) == 1 else {"runs": results}))
         return
     for res in results:
         _table(res, horizon)
@@ -242,7 +240,7 @@ def anomalies(
     out = {"image": str(image), "task": policy.task, "start": start, "episodes": episodes,
            "threshold": policy.manifest["world_model"]["threshold"], "faults": rows}
     if as_json:
-        print(json.dumps(out))
+        print(json_out.dumps(out))
         return
     table = Table(title=f"anomaly detection, {policy.task} (faults from step {start})")
     for col in ("fault", "episodes", "faulted", "detected", "delay s (median / max)",
