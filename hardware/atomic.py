@@ -29,6 +29,8 @@ class AtomicFile:
         never readable by others, not even for a moment."""
         self.mode = mode
         self.target = Path(target)
+        if self.target.is_dir():
+            raise IsADirectoryError(f"{self.target} is a directory: give a file name")
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=suffix,
                                    dir=self.target.parent)
@@ -55,7 +57,11 @@ class AtomicFile:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.abort()  # a publication that failed leaves no temporary file behind
+            raise

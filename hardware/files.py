@@ -1,7 +1,7 @@
 """Reading input files that spikeflight did not necessarily write: only regular files, and
 no more bytes than the kind of file can sensibly hold, so that a FIFO, a device such as
 ``/dev/zero`` or a directory is refused in one line instead of hanging the command or
-filling memory.
+filling memory. And checking output paths before any work (``writable_output``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,31 @@ import os
 import stat
 from pathlib import Path
 
+from hardware.errors import SpikeflightError
+
 MiB = 1 << 20
+
+
+class OutputError(SpikeflightError):
+    """An output path that cannot be written; raised before any work is done."""
+
+
+def writable_output(path: str | os.PathLike, what: str) -> Path:
+    """``path`` checked as an output file before any work: not a directory, and its
+    directory (the nearest one that exists, since missing ones are created) writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{what} {p} is a directory: give a file name")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputError(f"{what} {p} is not writable")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{what} {p}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {p}: cannot write in {parent}")
+    return p
 
 
 def regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = None) -> int:

@@ -98,6 +98,7 @@ def profile_cmd(
     budget verdicts set the exit code (0 PASS, 3 WARN, 4 FAIL)."""
     from tools import power_report as rep
 
+    _outputs(csv_out, json_out, parquet_out, plot_out)
     if not 0 < warn_at <= 1:
         raise SpikeflightError(f"--warn-at must be in (0, 1], got {warn_at}")
     for b, name in ((budget_w, "--budget-w"), (budget_j, "--budget-j-per-episode")):
@@ -111,6 +112,17 @@ def profile_cmd(
     rep.render(record, found)
     _export(record, csv_out, json_out, parquet_out, plot_out, budget_w)
     raise typer.Exit(rep.exit_code(found))
+
+
+def _outputs(csv_out: Path | None, json_out: Path | None, parquet_out: Path | None,
+             plot_out: Path | None) -> None:
+    """Refuse an output that cannot be written before the flight starts."""
+    from hardware.files import writable_output
+
+    for path, opt in ((csv_out, "--csv"), (json_out, "--json"), (parquet_out, "--parquet"),
+                      (plot_out, "--plot")):
+        if path is not None:
+            writable_output(path, opt)
 
 
 def _export(record: dict, csv_out: Path | None, json_out: Path | None,
@@ -140,6 +152,7 @@ def report_cmd(
     """Re-render a saved profile (budgets default to the ones it was profiled against)."""
     from tools import power_report as rep
 
+    _outputs(csv_out, None, parquet_out, plot_out)
     rec = rep.read_json(record)
     saved = rec.get("budget") or {}
     budget_w = budget_w if budget_w is not None else saved.get("watts")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hardware.files import read_input, regular_file
+from hardware.atomic import AtomicFile
+from hardware.files import OutputError, read_input, regular_file, writable_output
 
 
 def test_a_regular_file_is_read_whole(tmp_path: Path) -> None:
@@ -34,3 +35,30 @@ def test_odd_files_are_refused_by_name(tmp_path: Path, make, why: str) -> None:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="demonstration file .* not found"):
         regular_file(tmp_path / "none.hdf5", "demonstration file")
+
+
+def test_outputs_are_checked_before_any_work(tmp_path: Path) -> None:
+    assert writable_output(tmp_path / "new" / "deeper" / "out.csv", "--csv").name == "out.csv"
+    with pytest.raises(OutputError, match="--csv .* is a directory: give a file name"):
+        writable_output(tmp_path, "--csv")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: nothing to check
+            return
+        with pytest.raises(OutputError, match="cannot write in"):
+            writable_output(locked / "out.json", "--json")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_atomic_publication_refuses_a_directory_and_leaves_no_temporary_file(
+        tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match="is a directory: give a file name"):
+        AtomicFile(tmp_path)
+    target = tmp_path / "out.txt"
+    with pytest.raises(OSError), AtomicFile(target) as tmp:
+        tmp.write_text("x")
+        target.mkdir()  # the rename over it fails at publication
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"] and target.is_dir()

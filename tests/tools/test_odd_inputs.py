@@ -35,6 +35,8 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (["run", "{zero}", "--pubkey", "{pub}"], "image file /dev/zero is a device"),
     (["data", "info", "{fifo}"], "demonstration file {fifo} is a FIFO"),
     (["eval", "{run}", "--episodes", "1"], "checkpoint config {run}/config.json is a FIFO"),
+    (["power", "profile", "{zero}", "--pubkey", "{pub}", "--csv", "{dir}"],
+     "--csv {dir} is a directory: give a file name"),
 ])
 def test_odd_inputs_are_refused_in_one_line(odd: dict[str, Path], args: list[str],
                                             why: str) -> None:
