@@ -23,13 +23,17 @@ err_console = Console(stderr=True)
 
 class LoggedProgress(Progress):
     """A rich ``Progress`` that, off a terminal (a log, CI), draws nothing and instead
-    prints one plain line per task at every tenth of its total:
-    ``DESCRIPTION NN% DONE/TOTAL STATUS (elapsed S s)``."""
+    prints one plain line per task at every tenth of its total and at least every
+    ``EVERY_S`` seconds while it moves:
+    ``DESCRIPTION NN% DONE/TOTAL STATUS (elapsed S s, R/s, ETA E s)``."""
+
+    EVERY_S = 30.0
 
     def __init__(self, *columns, **kwargs) -> None:
         self.plain = not kwargs["console"].is_terminal
         super().__init__(*columns, disable=self.plain, **kwargs)
         self._tenths: dict[TaskID, int] = {}
+        self._last: dict[TaskID, float] = {}
 
     def update(self, task_id: TaskID, **kwargs) -> None:
         terminate.check()  # a SIGTERM whose exit something swallowed ends the job here
@@ -48,13 +52,18 @@ class LoggedProgress(Progress):
         if not task.total:
             return
         tenth = int(task.completed * 10 // task.total)
-        if tenth <= self._tenths.get(task_id, 0):
+        elapsed = task.elapsed or 0.0
+        due = elapsed - self._last.get(task_id, 0.0) >= self.EVERY_S and task.completed > 0
+        if tenth <= self._tenths.get(task_id, 0) and not due:
             return
-        self._tenths[task_id] = tenth
+        self._tenths[task_id] = max(tenth, self._tenths.get(task_id, 0))
+        self._last[task_id] = elapsed
         status = task.fields.get("status", "")
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        eta = f", ETA {(task.total - task.completed) / rate:.0f} s" if rate > 0 else ""
         print(f"{task.description} {int(task.completed * 100 // task.total)}% "
-              f"{task.completed:g}/{task.total:g} {status} (elapsed {task.elapsed or 0:.0f} s)",
-              file=self.console.file, flush=True)
+              f"{task.completed:g}/{task.total:g} {status} (elapsed {elapsed:.0f} s, "
+              f"{rate:.3g}/s{eta})", file=self.console.file, flush=True)
 
 
 def progress_bar() -> Progress:
