@@ -109,16 +109,16 @@ class DemoWriter:
         g = self._data.create_group(name)
         obs = g.create_group("obs")
         for key, arr in ep.obs.items():
-            obs.create_dataset(key, data=np.asarray(arr, np.float64))
-        g.create_dataset("actions", data=np.asarray(ep.actions, np.float64))
-        g.create_dataset("rewards", data=np.asarray(ep.rewards, np.float64))
-        g.create_dataset("dones", data=np.asarray(ep.dones, np.uint8))
+            _put(obs, key, np.asarray(arr, np.float64))
+        _put(g, "actions", np.asarray(ep.actions, np.float64))
+        _put(g, "rewards", np.asarray(ep.rewards, np.float64))
+        _put(g, "dones", np.asarray(ep.dones, np.uint8))
         if ep.states is not None:
-            g.create_dataset("states", data=np.asarray(ep.states, np.float64))
+            _put(g, "states", np.asarray(ep.states, np.float64))
         if ep.executed_actions is not None:
-            g.create_dataset("executed_actions", data=np.asarray(ep.executed_actions, np.float64))
+            _put(g, "executed_actions", np.asarray(ep.executed_actions, np.float64))
         if ep.phases is not None:
-            g.create_dataset("phases", data=np.asarray(ep.phases, np.int16))
+            _put(g, "phases", np.asarray(ep.phases, np.int16))
         g.attrs["num_samples"] = ep.length
         g.attrs["seed"] = ep.seed
         g.attrs["success"] = bool(ep.success)
@@ -211,7 +211,7 @@ def _validate(path: Path, fh: h5py.File) -> None:
                     raise DatasetError(f"{path}: data/{name}/obs/{key} has {ds.shape[0]} "
                                        f"steps, actions has {n}")
             for key in ("actions", *(f"obs/{k}" for k in g["obs"])):
-                g[key][-1]  # touch the last row: truncated data raises here
+                _get(path, g[key], -1)  # the last row: truncated data raises here
     except (OSError, KeyError, RuntimeError) as exc:
         raise DatasetError(f"{path}: corrupt HDF5 content ({exc})") from exc
 
@@ -226,6 +226,23 @@ def env_args(fh: h5py.File) -> dict[str, Any]:
     return json.loads(fh["data"].attrs["env_args"])
 
 
+def _put(group: h5py.Group, name: str, data: np.ndarray) -> None:
+    """A dataset with HDF5's Fletcher-32 checksum on every chunk, so that a flipped byte
+    is caught when it is read (``_get``); empty arrays cannot be chunked and go plain."""
+    group.create_dataset(name, data=data, fletcher32=data.size > 0)
+
+
+def _get(path: str | os.PathLike, ds: h5py.Dataset, index: Any = ()) -> np.ndarray:
+    """``ds[index]`` (the whole dataset by default); a chunk failing its checksum (or
+    unreadable) is a one-line ``DatasetError`` naming the file and the dataset."""
+    try:
+        return ds[index]
+    except OSError as exc:
+        reason = str(exc).split("(", 1)[0].strip().rstrip(",") or "unreadable"
+        raise DatasetError(f"{path}: dataset {ds.name} is corrupt: {reason} (its checksum "
+                           "does not match or it cannot be read)") from None
+
+
 def read_episodes(path: str | os.PathLike) -> list[Episode]:
     """All episodes of a file, observation fields in the file's ``obs_keys`` order."""
     with open_demos(path) as fh:
@@ -234,15 +251,15 @@ def read_episodes(path: str | os.PathLike) -> list[Episode]:
         for name in demo_names(fh):
             g = fh["data"][name]
             order = keys or list(g["obs"])
+            def read(key: str, group: h5py.Group = g) -> np.ndarray | None:
+                return _get(path, group[key]) if key in group else None
+
             out.append(Episode(
-                obs={k: g["obs"][k][()] for k in order},
-                actions=g["actions"][()], rewards=g["rewards"][()], dones=g["dones"][()],
+                obs={k: _get(path, g["obs"][k]) for k in order},
+                actions=read("actions"), rewards=read("rewards"), dones=read("dones"),
                 seed=int(g.attrs.get("seed", -1)), success=bool(g.attrs.get("success", False)),
-                states=g["states"][()] if "states" in g else None,
-                executed_actions=(g["executed_actions"][()] if "executed_actions" in g
-                                  else None),
-                phases=g["phases"][()] if "phases" in g else None,
-                provenance=_provenance(g.attrs),
+                states=read("states"), executed_actions=read("executed_actions"),
+                phases=read("phases"), provenance=_provenance(g.attrs),
             ))
         return out
 
