@@ -14,9 +14,10 @@ An environment's ``info["budget_scale"]`` (a brown-out) scales the governor's bu
 that step on (``budget_log`` keeps every change). A deadline miss (watchdog) drops the late
 chunk and holds position for one control step; an environment whose step reports
 ``info["replan"]`` (a hardware-in-the-loop link that lost ticks) has the rest of the chunk
-dropped and a new one planned on its observation; a chunk the world model vetoes is
-replaced by a fresh sample, up to ``candidates`` chunks per plan (each booked), after
-which the robot holds position; one that fails the optional ``plausible(chunk, rates)``
+dropped and a new one planned on its observation; with ``candidates`` N > 1 the backend
+computes N chunks in one call and the first the world model lets through flies (all N
+are booked, and the operating points' energies count them), after which the robot holds
+position; one that fails the optional ``plausible(chunk, rates)``
 check (``runtime.scrubber``) holds position too. Telemetry records per chunk the
 channels latency_ms, energy_j, operating_point, backend, firing_rates, governor_state and
 phases (``runtime.phases``: per-phase operations and wall times for energy attribution),
@@ -54,18 +55,22 @@ CMOS45_MODEL = MODELS[CMOS45.name]
 WM_PREDICTIONS = 2  # world-model predictions per chunk at most: screening and anomaly
 
 
-def operating_points(policy: FlightPolicy) -> list[OperatingPoint]:
+def operating_points(policy: FlightPolicy, candidates: int = 1) -> list[OperatingPoint]:
     """The image's operating points (DDPM when an image has none); with a world model in
-    the image each chunk's energy includes ``WM_PREDICTIONS`` of its predictions."""
+    the image each chunk's energy includes ``WM_PREDICTIONS`` of its predictions. With
+    ``candidates`` N > 1 (screening) a plan costs N chunks and N + 1 predictions (one
+    screening each, one anomaly check), and the point is named ``NAME+screenN``."""
     pts = policy.operating_points or [{"name": f"ddpm{policy.sampler.steps}",
                                        "ddim_steps": None, "replan": policy.chunk,
                                        "energy_j": 0.0, "success_rate": None,
                                        "energy_source": CMOS45.name}]
     wm = policy.manifest.get("world_model")
-    guard_j = WM_PREDICTIONS * float(wm["energy_j"]) if wm else 0.0
-    return [OperatingPoint(name=p["name"], ddim_steps=p["ddim_steps"],
+    n = candidates
+    guard_j = (WM_PREDICTIONS + n - 1) * float(wm["energy_j"]) if wm else 0.0
+    suffix = f"+screen{n}" if n > 1 else ""
+    return [OperatingPoint(name=p["name"] + suffix, ddim_steps=p["ddim_steps"],
                            micro_steps=policy.net.micro_steps, replan=int(p["replan"]),
-                           energy_j=float(p["energy_j"]) + guard_j,
+                           energy_j=n * float(p["energy_j"]) + guard_j,
                            success_rate=p["success_rate"],
                            energy_source=p["energy_source"]) for p in pts]
 
@@ -108,7 +113,7 @@ class Executive:
         self.record_phases = record_phases
         self.plausible = plausible
         self.layout = policy.layout()
-        self.points = operating_points(policy)
+        self.points = operating_points(policy, candidates)
         self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
         self.t = 0.0  # mission time, s
         self._tables = {p.name: policy.sampler.coefficients(p.ddim_steps) for p in self.points}
@@ -139,44 +144,41 @@ class Executive:
 
     def _plan(self, op: OperatingPoint, obs: np.ndarray, rng: np.random.Generator,
               res: EpisodeResult) -> np.ndarray | None:
-        """The actions of the first of up to ``candidates`` chunks the checks let through
-        (a chunk the world model vetoes is replaced by a fresh sample; a late or
-        implausible one holds position), or None (hold position)."""
-        for _ in range(self.candidates):
-            plan, vetoed = self._candidate(op, obs, rng, res)
-            if not vetoed:
-                return plan
-        return None
-
-    def _candidate(self, op: OperatingPoint, obs: np.ndarray, rng: np.random.Generator,
-                   res: EpisodeResult) -> tuple[np.ndarray | None, bool]:
-        """Sample, check and book one chunk: (its actions or None, whether the world
-        model vetoed it)."""
+        """The actions of the first of the ``candidates`` chunks the checks let through,
+        or None (hold position). The candidates are sampled in one backend call (one row
+        each, candidate j with the noise the j-th of that many single draws would get, so
+        one candidate is exactly the unscreened chunk) and screened in order: one the world
+        model vetoes gives way to the next; a late or implausible call holds position.
+        All candidates were computed, so all are booked."""
+        n = self.candidates
         ks, coef = self._tables[op.name]
-        x, z = self.policy.sampler.draw(rng, 1, self.policy.net.action_size, len(ks))
+        draws = [self.policy.sampler.draw(rng, 1, self.policy.net.action_size, len(ks))
+                 for _ in range(n)]
+        x = np.concatenate([d[0] for d in draws])
+        z = np.concatenate([d[1] for d in draws], axis=1)
         t0 = time.perf_counter()
         guard = self.watchdog.guard(res.chunks) if self.watchdog else None
         if guard is not None:
             with guard as g:
-                x0, step_spikes = self.chain.chunk(obs[None], x, ks, coef, z)
+                x0, step_spikes = self.chain.chunk(np.repeat(obs[None], n, 0), x, ks, coef, z)
             missed = g.missed
         else:
-            x0, step_spikes = self.chain.chunk(obs[None], x, ks, coef, z)
+            x0, step_spikes = self.chain.chunk(np.repeat(obs[None], n, 0), x, ks, coef, z)
             missed = False
         t1 = time.perf_counter()
         latency = (t1 - t0) * 1e3
         spikes = None if step_spikes is None else np.asarray(step_spikes).sum(0)
-        work = compute_phases(self.layout, ks, step_spikes, t1 - t0)
+        work = compute_phases(self.layout, ks, step_spikes, t1 - t0, n)
         energy = sum(CMOS45_MODEL.joules(p) for p in work)
         if self.reading is not None:  # what the rail's sensor read instead of the model
             energy = self.reading.chunk_j(self.t, self.dt)
-        res.chunks += 1
+        res.chunks += n
         res.latencies_ms.append(latency)
         res.chunk_t_s.append(self.t)
-        res.points[op.name] = res.points.get(op.name, 0) + 1
+        res.points[op.name] = res.points.get(op.name, 0) + n
         rates = []
-        if spikes is not None:
-            per = [n * self.policy.net.micro_steps * len(ks) for n in self.policy.net.widths]
+        if spikes is not None:  # per candidate: the call's spikes over its n rows
+            per = [w * self.policy.net.micro_steps * len(ks) * n for w in self.policy.net.widths]
             rates = [float(s / d) for s, d in zip(spikes, per, strict=True)]
             res.firing_rates.append(rates)
         tel = self.telemetry
@@ -185,14 +187,20 @@ class Executive:
         tel.channel("backend", self.chain.current.name)
         if rates:
             tel.channel("firing_rates", rates)
-        plan, verdict, times = self._screen(obs, x0, rates, missed, op, res)
-        self._book(res, energy + verdict.energy_j)
+        plan, guard_j, times = None, 0.0, None
+        for j in range(n):
+            plan, verdict, times_j = self._screen(obs, x0[j:j + 1], rates, missed, op, res)
+            guard_j += verdict.energy_j
+            times = times_j or times
+            if verdict.accept:  # executed, or held for a late or implausible call
+                break
+        self._book(res, energy + guard_j)
         if self.record_phases and times is not None:  # decode, world model (wall s)
             t2, t3 = times
             phases = chunk_phases(work, t2 - t1, t3 - t2, op.replan * self.dt)
             tel.channel("phases", [dict(vars(p)) for p in phases], mission_s=self.t,
                         wall_s=(t0, t2))
-        return plan, not verdict.accept
+        return plan
 
     def _book(self, res: EpisodeResult, energy: float) -> None:
         """Book a chunk's energy (inference and world model) in the episode and with the

@@ -42,7 +42,7 @@ class FlightConfig:
     record_phases: bool = True  # per-phase records in telemetry (power profiling)
     power_trace: Path | None = None  # the governor's reading (runtime.power_reading)
     world_model: bool = True  # fly the image's world-model guard if it carries one
-    candidates: int = 1  # chunks sampled per plan at most: a vetoed one is replaced
+    candidates: int = 1  # candidate chunks per plan, one call; the first not vetoed flies
 
     def __post_init__(self) -> None:
         """Check budgets, deadline and trace now, so bad input fails before anything
@@ -85,7 +85,7 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
     with telemetry or Telemetry(cfg.telemetry) as tel:
         budget = cfg.budget()
         if budget is not None:
-            governor = PowerGovernor(operating_points(policy), budget,
+            governor = PowerGovernor(operating_points(policy, cfg.candidates), budget,
                                      control_dt_s=cfg.control_dt_s, on_event=tel.event)
         watchdog = (Watchdog(cfg.deadline_ms / 1e3, on_event=tel.event)
                     if cfg.deadline_ms is not None else None)

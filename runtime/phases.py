@@ -18,15 +18,16 @@ from hardware.energy_models import PhaseCounts
 
 
 def compute_phases(layout: Layout, ks: np.ndarray, step_spikes: np.ndarray | None,
-                   plan_s: float) -> list[PhaseCounts]:
-    """``encode`` and ``denoise[k]`` of one chunk; ``step_spikes`` (n, L) per step and
-    population (None: the ANN twin); ``plan_s`` the backend call's wall time."""
+                   plan_s: float, rows: int = 1) -> list[PhaseCounts]:
+    """``encode`` and ``denoise[k]`` of one backend call of ``rows`` chunks (candidates);
+    ``step_spikes`` (n, L) per step and population, summed over the rows (None: the ANN
+    twin); ``plan_s`` the call's wall time. The dense work scales with the rows."""
     spiking = step_spikes is not None
-    enc_macs = float(layout.obs_macs(layout.sdli and spiking))
-    one = layout.analog_macs(1) - layout.obs_macs(layout.sdli) if spiking \
-        else layout.ann_macs(1) - layout.obs_macs(False)
+    enc_macs = rows * float(layout.obs_macs(layout.sdli and spiking))
+    one = rows * (layout.analog_macs(1) - layout.obs_macs(layout.sdli) if spiking
+                  else layout.ann_macs(1) - layout.obs_macs(False))
     fan = np.asarray(layout.fan_out(), float)
-    updates = float(sum(layout.widths) * layout.micro_steps)
+    updates = rows * float(sum(layout.widths) * layout.micro_steps)
     steps = []
     for i, k in enumerate(ks):
         if spiking:

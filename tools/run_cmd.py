@@ -16,8 +16,8 @@ WorldModelOpt = Annotated[bool, typer.Option(
     "--world-model/--no-world-model",
     help="fly the image's world-model guard (screening, anomalies) if it carries one")]
 ScreenOpt = Annotated[int, typer.Option(
-    "--screen", help="chunks sampled per plan at most: one the world model vetoes is "
-    "replaced by a fresh sample")]
+    "--screen", help="candidate chunks per plan, computed in one backend call; the "
+    "first the world model lets through flies (all are booked)")]
 
 
 def run_cmd(

@@ -197,7 +197,7 @@ class VetoFirst:
         return Verdict(accept=self.calls % 2 == 0, reason="odd", energy_j=1e-9)
 
 
-def test_a_vetoed_chunk_is_replaced_by_a_fresh_sample_up_to_the_candidates(wm_image) -> None:
+def test_candidates_fly_in_one_call_and_a_vetoed_one_gives_way_to_the_next(wm_image) -> None:
     from hardware.sim.registry import make_env
     from runtime.backends import chain_for
     from runtime.executive import Executive
@@ -214,7 +214,24 @@ def test_a_vetoed_chunk_is_replaced_by_a_fresh_sample_up_to_the_candidates(wm_im
             chain.close()
     assert out[1].safe_steps == out[1].vetoes > 0  # a vetoed plan holds position
     assert out[2].safe_steps == 0 and out[2].vetoes == out[2].chunks // 2  # the 2nd flies
-    assert len(out[2].chunk_energy_j) == out[2].chunks  # every candidate is booked
+    calls = len(out[2].chunk_energy_j)  # one backend call per plan, both candidates booked
+    assert calls == len(out[2].latencies_ms) == out[2].chunks // 2
+    # the first plans start from the same state, and candidate 0 has the unscreened noise
+    assert out[2].chunk_energy_j[0] > 1.5 * out[1].chunk_energy_j[0]
+
+
+def test_screening_operating_points_cost_n_chunks_and_n_plus_one_predictions(
+        wm_image) -> None:
+    from runtime.executive import WM_PREDICTIONS, operating_points
+    from runtime.loader import load_flight_policy
+
+    policy = load_flight_policy(*wm_image)
+    one, four = operating_points(policy), operating_points(policy, 4)
+    wm_j = float(policy.manifest["world_model"]["energy_j"])
+    for a, b in zip(one, four, strict=True):
+        assert b.name == f"{a.name}+screen4" and b.replan == a.replan
+        chunk_j = a.energy_j - WM_PREDICTIONS * wm_j
+        assert abs(b.energy_j - (4 * chunk_j + (WM_PREDICTIONS + 3) * wm_j)) < 1e-15
 
 
 def test_run_reports_the_guard_and_refuses_zero_candidates(wm_image) -> None:
