@@ -17,6 +17,7 @@ from hardware.energy import Layout
 from runtime.fixed_point import FixedCore
 from runtime.image import Image, load_image, verify_image
 from runtime.keys import load_public_key
+from runtime.manifest import ManifestError, check_manifest
 from runtime.network import FoldedNet
 from runtime.sampler import Sampler
 
@@ -67,7 +68,11 @@ def load_flight_policy(image_path: str | Path, pubkey_path: str | Path) -> Fligh
 
 
 def unpack(image: Image) -> FlightPolicy:
-    """Unpack a verified ``image`` (from ``verify_image``) for the backends."""
+    """Unpack a verified ``image`` (from ``verify_image``) for the backends, after checking
+    its manifest against the contract (``runtime.manifest``)."""
+    check_manifest(image.manifest)
+    if "core.npz" in image.sections and image.manifest.get("core") is None:
+        raise ManifestError("image manifest: core: missing (the image has core.npz)")
     arrays = image.arrays("net.npz")
     net = FoldedNet.from_arrays(arrays, image.manifest["net"])
     core = None
