@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, TypeAdapter, ValidationError
+
+from hardware.errors import SpikeflightError
 from policies.diffusion import PREDICTIONS
 
 KINDS = ("sdp", "sdp-sdli", "ann")
+
+
+class ConfigError(SpikeflightError):
+    """A checkpoint's config that breaks its contract."""
 
 
 @dataclass
@@ -26,20 +33,20 @@ class PolicyConfig:
     """
 
     kind: str
-    obs_dim: int
-    act_dim: int
-    chunk: int = 4
-    hidden: tuple[int, ...] = (256, 256)
-    obs_hidden: int = 128
-    emb_dim: int = 32
-    micro_steps: int = 4
-    lif_beta: float = 0.9
+    obs_dim: Annotated[int, Field(ge=1)]
+    act_dim: Annotated[int, Field(ge=1)]
+    chunk: Annotated[int, Field(ge=1, le=64)] = 4
+    hidden: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = (256, 256)
+    obs_hidden: Annotated[int, Field(ge=1)] = 128
+    emb_dim: Annotated[int, Field(ge=2)] = 32
+    micro_steps: Annotated[int, Field(ge=2, le=64)] = 4
+    lif_beta: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.9
     reset: str = "zero"
-    diffusion_steps: int = 20
-    cosine_s: float = 0.008
-    sdli_sigma: float = 0.9
-    sdli_beta_max: float = 0.2
-    sdli_ramp_iters: int = 5000
+    diffusion_steps: Annotated[int, Field(ge=1, le=1000)] = 20
+    cosine_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 0.008
+    sdli_sigma: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 0.9
+    sdli_beta_max: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.2
+    sdli_ramp_iters: Annotated[int, Field(ge=0)] = 5000
     sdli_invert: bool = False
     prediction: str = "epsilon"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -73,5 +80,18 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PolicyConfig:
+        """A config read from a checkpoint's ``policy`` section, checked against its
+        contract (types and ranges of every field, pydantic); unknown keys are ignored.
+        ``ConfigError`` names the first bad field."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"policy: expected an object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        try:
+            return _ADAPTER.validate_python({k: v for k, v in d.items() if k in known})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in ("policy", *err["loc"]))
+            raise ConfigError(f"{where}: {err['msg']}") from None
+
+
+_ADAPTER = TypeAdapter(PolicyConfig)  # the contract: PolicyConfig's annotated fields
