@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 a check failed (e.g. a benchmark target missed, where stated) or
 the user interrupted (Ctrl-C); 2 bad input (a one-line ``error: ...`` on stderr, no
-traceback). ``module:callable`` references resolve against the current directory too, as
-uvicorn's do.
+traceback: a bad option value or an unknown option too, which the app reports itself
+instead of printing click's usage box). ``module:callable`` references resolve against
+the current directory too, as uvicorn's do.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from hardware.errors import SpikeflightError
 from tools import (
@@ -60,10 +62,20 @@ def main(argv: list[str] | None = None) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        app(args=argv)  # standalone: usage errors exit 2 with click's message
+        code = app(args=argv, standalone_mode=False)
     except SpikeflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except TyperException as exc:  # usage errors: a bad option value, an unknown option
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        if exc.format_message():  # empty after the help a bare group prints
+            print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
+from tools.json_out import dumps as strict_json
 from tools.progress import console, episode_counter, progress_bar
 from tools.run_cmd import ScreenOpt, WorldModelOpt
 
@@ -94,7 +95,7 @@ def run(
     report = {"verdict": overall, "image": str(image), "task": task, "target": target,
               "clock": clock, "link": link, "episodes": episodes, "seed": seed,
               "scenarios": records}
-    for path, text in ((json_out, lambda: json_out.dumps(report, indent=1, default=float)),
+    for path, text in ((json_out, lambda: strict_json(report, indent=1, default=float)),
                        (junit_out, lambda: hil_measure.junit(records))):
         if path is not None:
             with AtomicFile(path) as tmp:

@@ -134,6 +134,7 @@ def test_cli_reports_read_back_with_a_junit_parser(fleet, tmp_path: Path) -> Non
               "nominal,sensor-noise", "-n", "1", "--backend", "onnx-fixed", "--storage",
               tmp_path / "dev", "--min-success", "1.0", "--junit", junit, "--json", report,
               "--plot", png)
+    assert png.exists(), res.stderr[-3000:] + res.stdout[-1500:]
     from PIL import Image
 
     with Image.open(png) as im:  # a row per scenario

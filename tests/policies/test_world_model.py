@@ -113,7 +113,8 @@ def test_commands_train_and_evaluate(toy_demos, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--lr", "nan"], ["--lr must be a positive number"]),
+    (["--lr", "nan"], ["--lr", "not a finite number"]),
+    (["--lr", "-1"], ["--lr must be a positive number"]),
     (["--task", "hatch"], ["3 observation and 2 action values", "the task expects 38 and 7"]),
     (["--hidden", "0"], ["--hidden widths must be positive"]),
 ])

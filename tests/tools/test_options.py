@@ -55,3 +55,18 @@ def test_the_parser_keeps_the_range() -> None:
     for bad in ("nan", "inf", "-0.1", "1.01", "x"):
         with pytest.raises(typer.BadParameter):
             parse(bad)
+
+
+def test_the_command_line_reports_a_bad_value_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.fixtures.device import SPIKEFLIGHT
+
+    for args, want in ((["train", "bc", "--task", "hatch", "--demos", "d", "-o", "o", "--lr",
+                         "nan"], "error: Invalid value for '--lr': 'nan' is not a finite number"),
+                       (["run", "x", "--bogus"], "error: No such option: --bogus")):
+        res = subprocess.run([SPIKEFLIGHT, *args], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+        assert res.stderr.startswith(want) and "--help" in res.stderr
+    assert list(tmp_path.iterdir()) == []
