@@ -96,7 +96,7 @@ def test_targets_carry_their_graphs(tmp_path: Path, key: Path, target: str, pres
     assert image.header.target == target
 
 
-@pytest.mark.parametrize("prediction", ["sample", "v"])
+@pytest.mark.parametrize("prediction", ["sample", pytest.param("v", marks=pytest.mark.slow)])
 def test_x0_and_v_predicting_policies_compile_with_their_prediction_in_the_image(
         tmp_path: Path, key: Path, prediction: str) -> None:
     """A denoiser that predicts the clean chunk or the velocity passes the same
