@@ -2,7 +2,7 @@
 
 ``GraphBuilder.op("MatMul", a, b)`` appends a node and returns its (fresh) output name;
 ``const`` adds an initializer, ``transposed`` the transpose of an (out, in) weight. Names
-are unique per builder, so sub-graphs (Scan bodies) get their own builder with a prefix.
+are unique per builder, so sub-graphs (Loop bodies) get their own builder with a prefix.
 """
 
 from __future__ import annotations
