@@ -10,6 +10,7 @@ does not record it), which phase-balanced sampling uses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,11 @@ class BcData:
         return int(self.obs.shape[0])
 
 
-def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int) -> BcData:
-    """Read, check and window the successful (or relabelled) episodes of ``path``."""
-    episodes = read_episodes(path)
+def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int,
+                 task: str | None = None, obs_keys: Sequence[str] | None = None) -> BcData:
+    """Read, check and window the successful (or relabelled) episodes of ``path``, their
+    observation fields in ``task``'s order (``read_episodes``)."""
+    episodes = read_episodes(path, task, obs_keys)
     good = [ep for ep in episodes if ep.success or ep.relabelled]
     if not good:
         raise DemoDataError(f"{path}: none of its {len(episodes)} episodes is successful")

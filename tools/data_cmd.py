@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tools import json_out
+from tools.options import ObsKeys
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Demonstration datasets (robomimic HDF5).")
@@ -50,12 +51,17 @@ def collect(
 @app.command("info")
 def info(
     file: Path = typer.Argument(..., help="demonstration .hdf5 file"),
+    task: str | None = typer.Option(None, "--task", "-t", help="environment (task name or "
+                                    "module:callable) whose observation order to check"),
+    obs_keys: ObsKeys = None,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Counts, episode lengths, success rate and per-field value ranges of a file."""
+    """Counts, episode lengths, success rate, observation order and per-field value
+    ranges of a file."""
     from hardware.sim.dataset import summarize
+    from hardware.sim.obs_order import parse_obs_keys
 
-    s = summarize(file)
+    s = summarize(file, task, parse_obs_keys(obs_keys))
     if as_json:
         print(json_out.dumps(s))
         return
@@ -65,6 +71,7 @@ def info(
                   f"{s['length']['max']}  success {s['successes']}/{s['episodes']} "
                   f"({100 * s['success_rate']:.1f}%)  obs dim {s['obs_dim']}  "
                   f"action dim {s['action_dim']}")
+    console.print(f"observation order ({s['obs_order']}): {', '.join(s['obs_keys'])}")
     table = Table("field", "dims", "min", "max")
     for key, r in s["ranges"].items():
         table.add_row(key, str(len(r["min"])), " ".join(f"{v:.3g}" for v in r["min"]),

@@ -1,6 +1,12 @@
-"""Number options checked when the command line is parsed: every ``float`` option of the
-``spikeflight`` app refuses NaN and infinities (``--lr nan``, ``--budget-w inf``) with
-exit 2 and one line naming the option, and keeps its ``min``/``max`` range.
+"""Options shared by several commands, and number options checked when the command line
+is parsed.
+
+``ObsKeys``: ``--obs-keys a,b,c``, the observation fields of a demonstration file in the
+environment's order (``hardware.sim.obs_order``), for files that do not state it.
+
+Every ``float`` option of the ``spikeflight`` app refuses NaN and infinities (``--lr nan``,
+``--budget-w inf``) with exit 2 and one line naming the option, and keeps its
+``min``/``max`` range.
 
 Typer accepts ``nan`` and ``inf`` for a float option (a range check does not catch NaN:
 every comparison with it is false), so ``finite_floats`` gives each float option of the
@@ -13,10 +19,14 @@ import inspect
 import math
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.models import OptionInfo, ParameterInfo
+
+ObsKeys = Annotated[str | None, typer.Option(
+    "--obs-keys", help="the demonstration file's observation fields in the environment's "
+    "order, comma-separated (for files that do not state it; robosuite or robomimic names)")]
 
 
 def finite(low: float | None, high: float | None) -> Callable[[str], float]:

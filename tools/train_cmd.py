@@ -12,6 +12,7 @@ import typer
 
 from hardware.errors import SpikeflightError
 from tools import world_model_cmd
+from tools.options import ObsKeys
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Host-side training.")
@@ -98,14 +99,17 @@ def bc(
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
     nproc: NProc = 1,
+    obs_keys: ObsKeys = None,
 ) -> None:
     """Train a spiking diffusion policy (or its ANN twin); checkpoints go to --out and an
     interrupted run continues from its last checkpoint when started again. --nproc N
     trains data-parallel on N ranks (torchrun, gloo)."""
+    from hardware.sim.obs_order import parse_obs_keys
     from policies.bc import resumable_config, train_bc
     from policies.data import load_bc_data
     from policies.dist import Comm
 
+    keys = parse_obs_keys(obs_keys)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_torchrun(nproc))
 
@@ -114,7 +118,7 @@ def bc(
                          threads=threads, checkpoint_every=checkpoint_every,
                          rate_reg=rate_reg, lr_schedule=lr_schedule,
                          phase_balance=phase_balance)
-    data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim)
+    data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim, task, keys)
     cfg = resumable_config(out, task, policy) or cfg  # checks before anything is drawn
     with Comm.joined() as comm:
         if comm.main:  # rank 0 reports; the others only compute

@@ -24,13 +24,10 @@ REPORT_K = (1, 2, 5, 10, 20, 30, 40, 50)
 
 
 def _dims(task: str) -> tuple[int, int]:
-    from hardware.sim.registry import make_env
+    from hardware.sim.registry import task_env
 
-    env = make_env(task)
-    try:
+    with task_env(task) as env:
         return env.observation_space.shape[0], env.action_space.shape[0]
-    finally:
-        env.close()
 
 
 def _with_progress(label: str, iterations: int, run: Callable[[Callable], Any]) -> Any:
@@ -72,7 +69,7 @@ def train(
     cfg = WorldModelConfig(obs_dim, act_dim, members, list(parse_widths(hidden)))
     tcfg = WorldModelTrainConfig(iterations=iterations, batch_size=batch_size, lr=lr,
                                  checkpoint_every=checkpoint_every, seed=seed, threads=threads)
-    trans = load_transitions([str(p) for p in data], obs_dim, act_dim)
+    trans = load_transitions([str(p) for p in data], obs_dim, act_dim, task)
     console.print(f"world model of {task}: {len(trans)} steps from {trans.episodes} episodes, "
                   f"{members} members x {cfg.hidden} -> {out}")
     _, losses = _with_progress("train world model", iterations, lambda on_step:
@@ -113,7 +110,8 @@ def distill(
                         list(parse_widths(hidden)))
     dcfg = DistillConfig(iterations=iterations, batch_size=batch_size, lr=lr, sigma=sigma,
                          checkpoint_every=checkpoint_every, seed=seed, threads=threads)
-    windows = load_windows([str(p) for p in data], cfg.obs_dim, cfg.act_dim, horizon)
+    windows = load_windows([str(p) for p in data], cfg.obs_dim, cfg.act_dim, horizon,
+                           tcfg["task"])
     console.print(f"student of {tcfg['task']}: {len(windows)} windows of {horizon} steps, "
                   f"hidden {cfg.hidden} -> {out}")
     student, _ = _with_progress("distil world model", iterations, lambda on_step: run_distill(
@@ -158,10 +156,10 @@ def evaluate(
     from hardware.sim.dataset import read_episodes
     from policies.world_model_eval import kstep_errors
 
-    episodes = read_episodes(data)
+    loaded = [load_any(run) for run in runs]
+    episodes = read_episodes(data, loaded[0][1]["task"])
     results = []
-    for run in runs:
-        model, cfg = load_any(run)
+    for run, (model, cfg) in zip(runs, loaded, strict=True):
         res = kstep_errors(model, episodes, horizon, stride)
         results.append({"task": cfg["task"], "run": str(run), "data": str(data),
                         "kind": type(model).__name__, "episodes": len(episodes),

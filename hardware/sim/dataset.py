@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ import numpy as np
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 from hardware.files import regular_file
+from hardware.sim.obs_order import MATCH_DEMOS, FirstObs, ObsOrderError, resolve_order
 
 REQUIRED = ("actions", "rewards", "dones")
 PER_STEP = ("states", "executed_actions", "phases")  # optional, one row per step
@@ -194,11 +195,17 @@ def _validate(path: Path, fh: h5py.File) -> None:
         demos = demo_names(fh)
         if not demos:
             raise DatasetError(f"{path}: contains no demo_<i> groups")
+        fields: set[str] | None = None
         for name in demos:
             g = data[name]
             for key in (*REQUIRED, "obs"):
                 if key not in g:
                     raise DatasetError(f"{path}: data/{name} has no '{key}'")
+            fields = set(g["obs"]) if fields is None else fields
+            if set(g["obs"]) != fields:
+                raise DatasetError(f"{path}: data/{name}/obs holds the fields "
+                                   f"{', '.join(sorted(g['obs']))}, data/{demos[0]}/obs "
+                                   f"holds {', '.join(sorted(fields))}")
             n = g["actions"].shape[0]
             if n == 0:
                 raise DatasetError(f"{path}: data/{name} is empty (0 steps)")
@@ -243,14 +250,18 @@ def _get(path: str | os.PathLike, ds: h5py.Dataset, index: Any = ()) -> np.ndarr
                            "does not match or it cannot be read)") from None
 
 
-def read_episodes(path: str | os.PathLike) -> list[Episode]:
-    """All episodes of a file, observation fields in the file's ``obs_keys`` order."""
+def read_episodes(path: str | os.PathLike, task: str | None = None,
+                  obs_keys: Sequence[str] | None = None, strict: bool = True) -> list[Episode]:
+    """All episodes of a file, observation fields in the environment's order
+    (``hardware.sim.obs_order.resolve_order``: ``obs_keys``, the file's ``obs_keys``, or
+    from ``task``'s environment). ``strict=False`` (for reports) falls back to the file's
+    listing order where no order can be established."""
     with open_demos(path) as fh:
-        keys = env_args(fh).get("obs_keys")
+        order, _ = observation_order(path, fh, task, obs_keys, strict)
         out = []
         for name in demo_names(fh):
             g = fh["data"][name]
-            order = keys or list(g["obs"])
+
             def read(key: str, group: h5py.Group = g) -> np.ndarray | None:
                 return _get(path, group[key]) if key in group else None
 
@@ -262,6 +273,37 @@ def read_episodes(path: str | os.PathLike) -> list[Episode]:
                 phases=read("phases"), provenance=_provenance(g.attrs),
             ))
         return out
+
+
+def observation_order(path: str | os.PathLike, fh: h5py.File, task: str | None = None,
+                      obs_keys: Sequence[str] | None = None,
+                      strict: bool = True) -> tuple[list[str], str]:
+    """(field order, its source) of an open demonstration file; see ``obs_order``."""
+    names = demo_names(fh)
+    keys = list(fh["data"][names[0]]["obs"])
+
+    def firsts() -> list[FirstObs]:
+        out = []
+        for name in names:
+            g = fh["data"][name]
+            seed = int(g.attrs.get("seed", -1))
+            if seed >= 0:
+                out.append(FirstObs(seed, {k: np.ravel(_get(path, g["obs"][k], 0))
+                                           for k in keys}))
+            if len(out) == MATCH_DEMOS:
+                break
+        return out
+
+    stated = env_args(fh).get("obs_keys")
+    if stated is not None and not (isinstance(stated, list)
+                                   and all(isinstance(k, str) for k in stated)):
+        raise DatasetError(f"{path}: env_args obs_keys is not a list of field names")
+    try:
+        return resolve_order(str(path), keys, stated, firsts, task, obs_keys)
+    except ObsOrderError:
+        if strict:
+            raise
+        return keys, "file listing (unverified)"
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:
@@ -280,11 +322,15 @@ def _provenance(attrs: h5py.AttributeManager) -> dict[str, Any]:
     return out
 
 
-def summarize(path: str | os.PathLike) -> dict[str, Any]:
-    """Counts, lengths, success rate and per-field ranges of a demonstration file."""
-    episodes = read_episodes(path)
+def summarize(path: str | os.PathLike, task: str | None = None,
+              obs_keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """Counts, lengths, success rate and per-field ranges of a demonstration file, and
+    its observation order with where that order came from (``task``: the environment to
+    resolve it against, if known)."""
     with open_demos(path) as fh:
         args = env_args(fh)
+        order, source = observation_order(path, fh, task, obs_keys, strict=False)
+    episodes = read_episodes(path, obs_keys=order)
     lengths = np.array([ep.length for ep in episodes])
     ranges: dict[str, dict[str, list[float]]] = {}
     for key in episodes[0].obs:
@@ -305,5 +351,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         "obs_dim": int(sum(ep.obs[k].reshape(ep.length, -1).shape[1]
                            for ep in episodes[:1] for k in ep.obs)),
         "action_dim": int(acts.shape[1]),
+        "obs_keys": order,
+        "obs_order": source,
         "ranges": ranges,
     }

@@ -9,6 +9,8 @@ observation and action spaces are ``Box``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gymnasium as gym
@@ -73,3 +75,16 @@ def make_expert(name: str, env: gym.Env) -> Any:
     if name not in TASKS:
         raise TaskError(f"no scripted expert for {name!r}; experts exist for: {', '.join(TASKS)}")
     return load_callable(TASKS[name][1])(env.unwrapped)
+
+
+@contextmanager
+def task_env(name: str | None, **kwargs: Any) -> Iterator[gym.Env | None]:
+    """``make_env(name)`` for the block, closed after it (None when ``name`` is None)."""
+    if name is None:
+        yield None
+        return
+    env = make_env(name, **kwargs)
+    try:
+        yield env
+    finally:
+        env.close()
