@@ -1,4 +1,4 @@
-"""Conformance checks run on every compile (DESIGN.md §5.4).
+"""Conformance checks run on every compile.
 
 - ``float_vs_torch``: the ONNX float graph against the trained torch denoiser on whole
   action chunks: the same numpy sampler and the same noise drive both, over observations

@@ -1,7 +1,7 @@
 """Export: a trained ``DiffusionPolicy`` (snnTorch) -> NIR graph + host-side arrays.
 
 Our own exporter (snnTorch 1.0's ``export_to_nir`` drops the reset mode and fails on
-scalar parameters, REFERENCES.md "NIR"). The NIR graph holds the denoiser's network as
+scalar parameters). The NIR graph holds the denoiser's network as
 trained, thresholds unfolded:
 
     x (A) --Affine w_in--> lif1 <-- cond (H1)        cond = c * g_t + e_k, graded, per step
@@ -29,6 +29,7 @@ import nir
 import numpy as np
 import torch
 
+from compiler.neurons import lif_params
 from policies.policy import DiffusionPolicy
 
 DT = 1.0  # one micro-step
@@ -60,9 +61,12 @@ def _affine(layer: torch.nn.Linear, **metadata: Any) -> nir.Affine:
 
 
 def export_policy(policy: DiffusionPolicy) -> Exported:
-    """NIR graph of the denoiser and the host-side arrays of ``policy``."""
+    """NIR graph of the denoiser and the host-side arrays of ``policy``, neuron
+    parameters read from its trained modules (``compiler.neurons``, which refuses what
+    cannot be compiled)."""
     cfg, den = policy.cfg, policy.denoiser
     snn = policy.spiking
+    lif = lif_params(policy)
     h1, a = cfg.hidden[0], cfg.action_size
     act = {} if snn is not None else {"activation": "relu"}
     nodes: dict[str, nir.NIRNode] = {
@@ -77,7 +81,7 @@ def export_policy(policy: DiffusionPolicy) -> Exported:
     populations = [f"lif{i + 1}" for i in range(len(cfg.hidden))]
     for i, name in enumerate(populations):
         if snn is not None:
-            nodes[name] = _lif(cfg.lif_beta, _np(snn.lifs[i].threshold), cfg.micro_steps)
+            nodes[name] = _lif(lif.beta, lif.thresholds[i], cfg.micro_steps)
         else:
             nodes[name] = nir.Affine(weight=np.eye(cfg.hidden[i]), bias=np.zeros(cfg.hidden[i]),
                                      metadata={"activation": "relu"})
@@ -107,7 +111,8 @@ def export_policy(policy: DiffusionPolicy) -> Exported:
             "betas": _np(policy.schedule.betas), "alpha_bars": _np(policy.schedule.alpha_bars)}
     meta: dict[str, Any] = {"kind": cfg.kind, "obs_dim": cfg.obs_dim, "act_dim": cfg.act_dim,
                             "chunk": cfg.chunk, "micro_steps": cfg.micro_steps,
-                            "lif_beta": cfg.lif_beta, "diffusion_steps": cfg.diffusion_steps,
+                            "lif_beta": lif.beta if lif else cfg.lif_beta,
+                            "diffusion_steps": cfg.diffusion_steps,
                             "prediction": cfg.prediction}
     if snn is not None and snn.sdli is not None:
         host["sdli_w"], host["sdli_b"] = _np(snn.sdli.latency.weight), _np(snn.sdli.latency.bias)

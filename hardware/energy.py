@@ -1,4 +1,4 @@
-"""Energy models: named, versioned profiles with their sources (DESIGN.md §7).
+"""Energy models: named, versioned profiles with their sources.
 
 Every figure computed here is labelled with the profile's name; measured figures (from
 sensors) carry the label ``sensor`` instead.

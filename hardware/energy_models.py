@@ -1,4 +1,4 @@
-"""Named, versioned energy models applied per phase (DESIGN.md §7).
+"""Named, versioned energy models applied per phase.
 
 The runtime reports what each phase of a chunk did (``PhaseCounts``: wall time, analog
 MACs, synaptic operations, spikes, neuron updates); a model turns that into joules and

@@ -1,4 +1,4 @@
-"""Loihi 2 target limits the compiler checks (DESIGN.md §5, REFERENCES.md "Lava", "Energy").
+"""Loihi 2 target limits the compiler checks.
 
 Bit widths follow Lava's bit-accurate process models (lava-nc 0.10.0: ``PyLifModelBitAcc``,
 bit-accurate ``Dense``). Per-core compartment and fan-in figures are Loihi 1's (Davies et

@@ -1,4 +1,4 @@
-"""Readers of real Linux power/energy sources and a background sampler (DESIGN.md §7).
+"""Readers of real Linux power/energy sources and a background sampler.
 
 Every reader takes ``root`` (default ``/``) so tests can point it at a fake sysfs tree.
 A sensor's ``kind`` is ``"energy"`` (``read()`` returns cumulative joules) or ``"power"``

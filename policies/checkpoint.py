@@ -154,9 +154,10 @@ def load_policy(path: str | Path) -> tuple[DiffusionPolicy, dict[str, Any]]:
     try:
         policy.load_state_dict(weights)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        details = [line.strip() for line in str(exc).strip().splitlines()[1:] if line.strip()]
         raise CheckpointError(f"{run_dir / WEIGHTS}: weights do not fit the "
-                              f"{cfg['policy']['kind']} config ({first})") from exc
+                              f"{cfg['policy']['kind']} config ({'; '.join(details)})"
+                              ) from exc
     return policy.eval(), cfg
 
 

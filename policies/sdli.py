@@ -1,7 +1,7 @@
 """State-dependent latency injection (SDLI), *reconstructed*.
 
-The L-SDPPO paper's full text is not public; this follows the design reconstructed in
-DESIGN.md §4 from its configuration keys (tau in [1, T-1], sigma0 = 0.9, beta_max = 0.2
+The L-SDPPO paper's full text is not public; this follows a design reconstructed
+from its configuration keys (tau in [1, T-1], sigma0 = 0.9, beta_max = 0.2
 ramped over training, ``invert``). It is our reconstruction, not a confirmed copy.
 
 For observation ``s`` (normalised to [-1, 1]) and each channel ``c`` of the state current

@@ -1,4 +1,4 @@
-"""Per-phase accounting of one action chunk, for energy attribution (DESIGN.md §7).
+"""Per-phase accounting of one action chunk, for energy attribution.
 
 Phases: ``encode`` (observation encoder and SDLI latency map: once per chunk),
 ``denoise[k]`` for each evaluated step k (input layer, SDLI gate multiply, and the spiking

@@ -1,4 +1,4 @@
-"""DESIGN.md §1 layering: which top-level package may import which.
+"""The layering of docs/architecture.md: which top-level package may import which.
 
 tools -> {compiler, runtime, policies, hardware}; compiler -> {policies, runtime, hardware};
 policies -> hardware; runtime -> hardware; and the runtime never imports torch or snntorch.
