@@ -23,7 +23,11 @@ system; ``run_core(..., "loihi2-hw")`` uses them where present and otherwise rai
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import multiprocessing
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +39,7 @@ from runtime.network import FoldedNet
 
 SIM_TAGS = ("fixed_pt", "floating_pt")
 HW_TAG = "loihi2-hw"
+STOP_TIMEOUT_S = 1.0  # Lava's own stop, then its processes are killed
 _NC_COMPILER = "lava.magma.compiler.subcompilers.nc.ncproc_compiler"  # from lava-loihi
 
 
@@ -169,8 +174,8 @@ class LavaCore:
         else:
             self._source.data.set(data)
         cfg = Loihi2HwCfg() if self.tag == HW_TAG else Loihi2SimCfg(select_tag=self.tag)
-        self._source.run(condition=RunSteps(num_steps=n_eval * period), run_cfg=cfg)
         self._started = True
+        self._source.run(condition=RunSteps(num_steps=n_eval * period), run_cfg=cfg)
         recorded = [np.concatenate([s.data.get() for s in group], axis=0)
                     for group in self._sinks]
         rasters = []
@@ -182,10 +187,35 @@ class LavaCore:
             rasters.append(out)
         return rasters
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the Lava processes: Lava's own stop, given ``timeout_s``. A stop after an
+        interrupted run (SIGINT/SIGTERM landing inside ``run``) can wait for ever on
+        processes that never answer; those are killed, and Lava's stop then completes and
+        frees its shared memory, so a signal ends a command within seconds and leaves no
+        process behind."""
         if self._source is not None and self._started:
-            self._source.stop()
+            stopper = threading.Thread(target=_quietly, args=(self._source.stop,),
+                                       daemon=True)
+            stopper.start()
+            stopper.join(timeout_s)
+            if stopper.is_alive():
+                for proc in self._actors():
+                    if proc.is_alive():
+                        proc.kill()
+                stopper.join(timeout_s)
         self._source, self._started = None, False
+
+    def _actors(self) -> list[multiprocessing.process.BaseProcess]:
+        """Lava's worker processes (not its shared-memory manager)."""
+        runtime = getattr(self._source, "runtime", None)
+        infra = getattr(runtime, "_messaging_infrastructure", None)
+        return list(getattr(infra, "actors", []))
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    """``fn()``; a failure of Lava's stop after its processes were killed is expected."""
+    with contextlib.suppress(Exception):  # the processes are gone either way
+        fn()
 
 
 def run_core(params: FixedCore | FoldedNet, inputs: np.ndarray, tag: str) -> list[np.ndarray]:
