@@ -47,9 +47,9 @@ class CompiledPolicy:
         def run(x: np.ndarray, k: np.ndarray) -> np.ndarray:
             current = self.net.first_layer_current(x, k, obs, state)
             if self.core is None:
-                return self.net.readout(self.net.spike_counts(current)[-1])
+                return self.net.readout(self.net.spike_counts(current)[-1], obs)
             last = self.core.run(self.core.quantize_input(current))[-1]
-            return self.net.readout(last.sum(0).astype(np.float64))
+            return self.net.readout(last.sum(0).astype(np.float64), obs)
         return run
 
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None,

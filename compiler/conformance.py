@@ -98,7 +98,7 @@ def lava_float_vs_onnx(net: FoldedNet, sess: ort.InferenceSession,
                        golden: Calibration) -> dict[str, float]:
     cur = net.first_layer_current(golden.x, golden.k, golden.obs).transpose(1, 0, 2)
     rasters = run_core(net, cur, "floating_pt")
-    lava_eps = net.readout(rasters[-1].sum(1).astype(np.float64))
+    lava_eps = net.readout(rasters[-1].sum(1).astype(np.float64), golden.obs)
     onnx_e = onnx_eps(sess, np.float64)(golden.x, golden.k, golden.obs)
     per = np.abs(lava_eps - onnx_e).max(1)
     return {"vectors": len(golden), "max_abs_eps_error": float(per.max()),
@@ -114,12 +114,12 @@ def quantized_vs_float(net: FoldedNet, core: FixedCore, sampler: Sampler, obs: n
     def float_eps(x: np.ndarray, k: np.ndarray) -> np.ndarray:
         counts = net.spike_counts(net.first_layer_current(x, k, obs))
         rates_f.append(np.array([c.mean() for c in counts]) / net.micro_steps)
-        return net.readout(counts[-1])
+        return net.readout(counts[-1], obs)
 
     def fixed_eps(x: np.ndarray, k: np.ndarray) -> np.ndarray:
         rasters = core.run(core.quantize_input(net.first_layer_current(x, k, obs)))
         rates_q.append(np.array([r.mean() for r in rasters]))
-        return net.readout(rasters[-1].sum(0).astype(np.float64))
+        return net.readout(rasters[-1].sum(0).astype(np.float64), obs)
 
     size = net.action_size
     ref = sampler.sample(float_eps, len(obs), size, np.random.default_rng(seed))

@@ -14,7 +14,8 @@ micro-step), the reset (to zero, in the same step: ``reset_delay`` false), the n
 micro-steps and that the readout is averaged over them. The ANN twin has no spiking
 nodes; NIR has no ReLU, so its Affine nodes carry ``activation: relu`` in metadata (our
 extension). Everything else the policy needs (normalisers, observation encoder, SDLI
-latency map, step-embedding table, diffusion schedule) goes into ``host`` arrays, which
+latency map, state readout, step-embedding table, diffusion schedule) goes into ``host``
+arrays, which
 the compiler puts into the image beside the graph.
 """
 
@@ -114,6 +115,8 @@ def export_policy(policy: DiffusionPolicy) -> Exported:
                             "lif_beta": lif.beta if lif else cfg.lif_beta,
                             "diffusion_steps": cfg.diffusion_steps,
                             "prediction": cfg.prediction}
+    if den.state_readout is not None:
+        host["state_w"] = _np(den.state_readout.weight)
     if snn is not None and snn.sdli is not None:
         host["sdli_w"], host["sdli_b"] = _np(snn.sdli.latency.weight), _np(snn.sdli.latency.bias)
         meta.update(sdli_sigma=float(snn.sdli.sigma), sdli_beta=float(snn.sdli.beta),

@@ -10,6 +10,10 @@
    so the rows feeding population l (weights, biases, and for l = 1 the state current
    and the bias table) are divided by theta_l and every threshold becomes 1.
 
+4. State readout (policies trained with one): ``W_s c = W_s (enc_w2 h + enc_b2)`` becomes
+   ``state_w = W_s enc_w2`` on the encoder's hidden layer h, and ``W_s enc_b2`` joins
+   the readout bias (before the thresholds are folded into ``enc_w2``).
+
 The action normaliser is not folded: x0 is clamped to [-1, 1] in normalised units, so the
 sampler un-normalises after denoising (``act_lo``, ``act_hi`` travel in the manifest).
 """
@@ -55,6 +59,9 @@ def fold(exported: Exported) -> FoldedNet:
         readout_b=np.array(g["readout"].bias, np.float64),
         beta_lif=float(meta["lif_beta"]), micro_steps=int(meta["micro_steps"]) if spiking else 1,
         spiking=spiking)
+    if "state_w" in host:
+        net.state_w = host["state_w"] @ host["enc_w2"]
+        net.readout_b = net.readout_b + host["state_w"] @ host["enc_b2"]
     if not spiking:
         return net
     if "sdli_w" in host:

@@ -9,7 +9,8 @@ step indices, ``coef`` (n, 5) the per-step rows ``(s0, s1, a, b, c)`` of
 attribution and firing-rate telemetry).
 Each loop iteration i:
 
-    eps    = denoiser(obs, x, ks[i])   (the state current c * g_t is computed once, before)
+    eps    = denoiser(obs, x, ks[i])   (the state current c * g_t and the readout's bias,
+                                        which depend on obs alone, are computed once, before)
     x0_hat = clip((x - s1 eps) / s0, -1, 1)     (prediction "sample": clip(eps, -1, 1);
                                                  "v": clip(s0 x - s1 eps, -1, 1))
     x      = a x0_hat + b x + c z[i]
@@ -27,12 +28,12 @@ import onnx
 
 from compiler.onnx_builder import GraphBuilder, model, value
 from compiler.onnx_fixed import denoise_fixed
-from compiler.onnx_float import denoise, state_current
+from compiler.onnx_float import denoise, output_bias, state_current
 from runtime.fixed_point import FixedCore
 from runtime.network import FoldedNet
 
 F64, I64 = np.float64, np.int64
-Denoise = Callable[[GraphBuilder, str, str, str, str, GraphBuilder], tuple[str, list[str]]]
+Denoise = Callable[[GraphBuilder, str, str, str, GraphBuilder], tuple[str, list[str]]]
 
 
 def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str,
@@ -41,7 +42,7 @@ def _loop_body(net: FoldedNet, den: Denoise, spiking: bool, prediction: str,
     main graph ``top``, which ONNX Runtime folds once when it loads the model."""
     b = GraphBuilder("step/")
     k = b.op("Gather", "ks", "i", axis=0)  # a scalar: the step's bias row broadcasts
-    eps, counts = den(b, "obs", "x_in", k, "state", top)
+    eps, counts = den(b, "obs", "x_in", k, top)
     s0, s1, a, bb, _ = b.split(b.op("Gather", "coef", "i", axis=0), 5)
     if prediction == "sample":
         pred = eps
@@ -78,13 +79,14 @@ def build_chunk(net: FoldedNet, core: FixedCore | None = None,
     """The chunk graph of the float network, or of its fixed-point core when given;
     ``prediction``: what the network outputs (``runtime.sampler.PREDICTIONS``)."""
     if core is None:
-        den: Denoise = lambda b, obs, x, k, st, top: denoise(  # noqa: E731
-            b, net, obs, x, k, F64, state=st, top=top)
+        den: Denoise = lambda b, obs, x, k, top: denoise(  # noqa: E731
+            b, net, obs, x, k, F64, state="state", top=top, bias="out_bias")
     else:
-        den = lambda b, obs, x, k, st, top: denoise_fixed(  # noqa: E731
-            b, net, core, obs, x, k, state=st, top=top)
+        den = lambda b, obs, x, k, top: denoise_fixed(  # noqa: E731
+            b, net, core, obs, x, k, state="state", top=top, bias="out_bias")
     b = GraphBuilder()
     b.op("Identity", state_current(b, net, "obs", F64), name="state")  # once per chunk
+    b.op("Identity", output_bias(b, net, "obs", F64), name="out_bias")
     c = b.op("Unsqueeze", b.op("Slice", "coef", b.const([4], I64), b.const([5], I64),
                                b.const([1], I64)), b.const([2], I64))
     b.op("Mul", c, "z", name="noise")  # c z[i] for every step i, once per chunk

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 
 from compiler.onnx_builder import GraphBuilder, model, value
-from compiler.onnx_float import first_layer_current, readout
+from compiler.onnx_float import first_layer_current, output_bias, readout
 from runtime.fixed_point import (
     ACT_SHIFT,
     DECAY_SHIFT,
@@ -161,10 +161,12 @@ def build_core(core: FixedCore, steps: int) -> onnx.ModelProto:
 
 def denoise_fixed(b: GraphBuilder, net: FoldedNet, core: FixedCore, obs: str, x: str, k: str,
                   name: str | None = None, state: str | None = None,
-                  top: GraphBuilder | None = None) -> tuple[str, list[str]]:
+                  top: GraphBuilder | None = None, bias: str | None = None
+                  ) -> tuple[str, list[str]]:
     """eps (float64) through the integer core, and the spike counts (B, H_l) per population;
-    ``state``: the precomputed state current, if any; ``top``: the outermost graph's
-    builder, which holds the weights when ``b`` builds a loop body."""
+    ``state``, ``bias``: the precomputed state current and ``output_bias``, if any;
+    ``top``: the outermost graph's builder, which holds the weights when ``b`` builds a
+    loop body."""
     f64 = np.float64
     cur = first_layer_current(b, net, obs, x, k, f64, state, top)
     scaled = b.op("Round", b.op("Mul", cur, b.const(core.input_scale, f64)))
@@ -173,7 +175,8 @@ def denoise_fixed(b: GraphBuilder, net: FoldedNet, core: FixedCore, obs: str, x:
                 to=onnx.TensorProto.INT64)
     counts = [b.op("Sum", *per_step)
               for per_step in unrolled_core(b, core, a_in, net.micro_steps, top)]
-    eps = readout(b, net, counts[-1], f64, None, top)
+    eps = readout(b, net, counts[-1], bias or output_bias(b, net, obs, f64, top), f64, None,
+                  top)
     return b.op("Squeeze", eps, b.const([0], I64), name=name), counts
 
 

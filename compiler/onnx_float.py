@@ -27,11 +27,26 @@ def _affine(b: GraphBuilder, x: str, w: np.ndarray, bias: np.ndarray, dt: type,
     return b.op("Add", b.op("MatMul", x, top.transposed(w, dt)), top.const(bias, dt))
 
 
+def encoder_hidden(b: GraphBuilder, net: FoldedNet, obs: str, dt: type) -> str:
+    """h = relu(enc_w1 s + enc_b1), (B, obs_hidden)."""
+    return b.op("Relu", _affine(b, obs, net.enc_w1, net.enc_b1, dt))
+
+
+def output_bias(b: GraphBuilder, net: FoldedNet, obs: str, dt: type,
+                top: GraphBuilder | None = None) -> str:
+    """The readout's bias: ``readout_b``, plus ``state_w h(s)`` (B, A) where the network
+    has a state readout; it depends on the observation only (once per chunk)."""
+    top = top or b
+    if net.state_w is None:
+        return top.const(net.readout_b, dt)
+    state = b.op("MatMul", encoder_hidden(b, net, obs, dt), top.transposed(net.state_w, dt))
+    return b.op("Add", top.const(net.readout_b, dt), state)
+
+
 def state_current(b: GraphBuilder, net: FoldedNet, obs: str, dt: type) -> str:
     """c * g_t for every micro-step, (T, B, H1): depends on the observation only, so a
     chunk graph computes it once, outside its loop over denoising steps."""
-    h = b.op("Relu", _affine(b, obs, net.enc_w1, net.enc_b1, dt))
-    c = _affine(b, h, net.enc_w2, net.enc_b2, dt)
+    c = _affine(b, encoder_hidden(b, net, obs, dt), net.enc_w2, net.enc_b2, dt)
     t_col = np.arange(net.micro_steps, dtype=dt).reshape(-1, 1, 1)
     if net.sdli_w is None:
         return b.op("Mul", c, b.const(np.ones_like(t_col), dt))
@@ -78,14 +93,14 @@ def lif_micro_step(b: GraphBuilder, net: FoldedNet, cur: str, v: list[str | None
     return new_v, new_c
 
 
-def readout(b: GraphBuilder, net: FoldedNet, counts: str, dt: type,
+def readout(b: GraphBuilder, net: FoldedNet, counts: str, bias: str, dt: type,
             name: str | None = None, top: GraphBuilder | None = None) -> str:
-    """eps = counts (readout_w.T / T) + readout_b. The division is a graph op (IEEE, the
-    bits numpy's gives), so the graph holds ``readout_w`` as the network stores it; with
-    ``top`` the scaled weight is computed in the outermost graph (once per call)."""
+    """eps = counts (readout_w.T / T) + bias (``output_bias``). The division is a graph op
+    (IEEE, the bits numpy's gives), so the graph holds ``readout_w`` as the network stores
+    it; with ``top`` the scaled weight is computed in the outermost graph (once per call)."""
     top = top or b
     w = top.op("Div", top.transposed(net.readout_w, dt), top.const(float(net.micro_steps), dt))
-    return b.op("Add", b.op("MatMul", counts, w), top.const(net.readout_b, dt), name=name)
+    return b.op("Add", b.op("MatMul", counts, w), bias, name=name)
 
 
 def _io(net: FoldedNet, dt: type) -> list[onnx.ValueInfoProto]:
@@ -112,21 +127,23 @@ def lif_population(b: GraphBuilder, beta: float, currents: list[str], dt: type) 
 
 def denoise(b: GraphBuilder, net: FoldedNet, obs: str, x: str, k: str, dt: type,
             name: str | None = None, state: str | None = None,
-            top: GraphBuilder | None = None) -> tuple[str, list[str]]:
+            top: GraphBuilder | None = None, bias: str | None = None) -> tuple[str, list[str]]:
     """eps for a batch and the spike counts of every population (none for the ANN twin);
-    ``state``: the precomputed state current, if any; ``top``: the outermost graph's
-    builder, which holds the weights when ``b`` builds a loop body.
+    ``state``, ``bias``: the precomputed state current and ``output_bias``, if any;
+    ``top``: the outermost graph's builder, which holds the weights when ``b`` builds a
+    loop body.
 
     A population runs all T micro-steps before the next one starts (the next layer's input
     at micro-step t depends on this layer's spikes at t only), so each weight matrix meets
     the T spike rows of a population in one ``MatMul``."""
     cur = first_layer_current(b, net, obs, x, k, dt, state, top)
+    bias = bias or output_bias(b, net, obs, dt, top)
     if not net.spiking:
         h = b.op("Relu", b.op("Squeeze", cur, b.const([0], np.int64)))
-        for w, bias in zip(net.hidden_w, net.hidden_b, strict=True):
-            h = b.op("Relu", _affine(b, h, w, bias, dt, top))
+        for w, hb in zip(net.hidden_w, net.hidden_b, strict=True):
+            h = b.op("Relu", _affine(b, h, w, hb, dt, top))
         return b.op("Add", b.op("MatMul", h, (top or b).transposed(net.readout_w, dt)),
-                    (top or b).const(net.readout_b, dt), name=name), []
+                    bias, name=name), []
     steps = net.micro_steps
     counts = []
     for i in range(len(net.widths)):
@@ -135,7 +152,7 @@ def denoise(b: GraphBuilder, net: FoldedNet, obs: str, x: str, k: str, dt: type,
         if i < len(net.hidden_w):
             cur = _affine(b, b.op("Concat", *spikes, axis=0), net.hidden_w[i],
                           net.hidden_b[i], dt, top)
-    eps = readout(b, net, counts[-1], dt, None, top)
+    eps = readout(b, net, counts[-1], bias, dt, None, top)
     return b.op("Squeeze", eps, b.const([0], np.int64), name=name), counts
 
 
@@ -162,7 +179,7 @@ def build_step(net: FoldedNet, dtype: type = np.float64) -> onnx.ModelProto:
     for n, n0 in zip(new_v, v_in, strict=True):
         b.op("Identity", n, name=f"{n0}_out")
     b.op("Identity", new_c[-1], name="counts_out")
-    readout(b, net, "counts_out", dtype, "eps")
+    readout(b, net, "counts_out", output_bias(b, net, "obs", dtype), dtype, "eps")
     inputs = _io(net, dtype) + [value("t", np.int64, [])]
     inputs += [value(n, dtype, ["B", w]) for n, w in zip(v_in, widths, strict=True)]
     inputs.append(value("counts", dtype, ["B", widths[-1]]))

@@ -52,10 +52,14 @@ class Layout:
     action_size: int
     micro_steps: int
     sdli: bool
+    state_readout: bool = False
 
     def obs_macs(self, sdli: bool) -> int:
-        """Once-per-chunk MACs on the state: encoder, and the SDLI latency map if present."""
+        """Once-per-chunk MACs on the state: encoder, the state readout (folded onto the
+        encoder's hidden layer) and the SDLI latency map, where present."""
         macs = self.obs_dim * self.obs_hidden + self.obs_hidden * self.widths[0]
+        if self.state_readout:
+            macs += self.obs_hidden * self.action_size
         return macs + (self.obs_dim * self.widths[0] if sdli else 0)
 
     def analog_macs(self, evaluations: int) -> int:

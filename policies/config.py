@@ -28,6 +28,9 @@ class PolicyConfig:
     ``chunk``: actions predicted and executed per inference (obs horizon 1).
     ``prediction``: what the denoiser outputs, ``epsilon`` (the noise), ``sample`` (the
     clean chunk x_0) or ``v`` (the velocity; ``policies/diffusion.py``).
+    ``state_readout``: add a graded map of the state current to the output,
+    ``W_s c`` (``policies/denoiser.py``), computed once per chunk; it gives an x_0
+    predictor a response that is smooth in the state beside the spiking core's.
     ``sdli_ramp_iters``: iterations over which the SDLI strength ramps to its maximum
     (the paper: 5000; ``train bc`` shortens it to half the run when the run is shorter).
     """
@@ -49,6 +52,7 @@ class PolicyConfig:
     sdli_ramp_iters: Annotated[int, Field(ge=0)] = 5000
     sdli_invert: bool = False
     prediction: str = "epsilon"
+    state_readout: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -13,9 +13,17 @@ Spiking denoiser, micro-steps t = 0 .. T-1, LIF populations l = 1 .. L (snnTorch
     v_l(t) = beta v_l(t-1) + I_l(t);  s_l(t) = [v_l(t) > theta_l];  v_l(t) <- 0 where s_l(t)
     I_{l+1}(t) = W_l s_l(t) + b_l
     eps_hat = (1/T) sum_t (W_out s_L(t)) + b_out    non-spiking readout, averaged
+            [+ W_s c]                               with ``state_readout``: graded, once per chunk
 
 ``theta_l`` are learnable per-channel thresholds (LCMT, SDP paper). The ANN twin is
-``h_1 = relu(a + e_k + c)``, ``h_{l+1} = relu(W_l h_l + b_l)``, ``eps_hat = W_out h_L + b_out``.
+``h_1 = relu(a + e_k + c)``, ``h_{l+1} = relu(W_l h_l + b_l)``,
+``eps_hat = W_out h_L + b_out [+ W_s c]``.
+
+The state readout ``W_s`` (``cfg.state_readout``, zero at initialisation) exists because
+a spiking core's output is a staircase of its input: a small change of the state moves no
+spike, so an x_0 predictor's corrective response to the state is coarse. ``W_s c``
+depends on the state alone, is computed once per chunk on the host beside the encoder,
+and gives the prediction a part that varies smoothly with the state.
 """
 
 from __future__ import annotations
@@ -68,6 +76,14 @@ class Denoiser(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(cfg.hidden, cfg.hidden[1:],
                                                                    strict=False))
         self.readout = nn.Linear(cfg.hidden[-1], cfg.action_size)
+        self.state_readout = (nn.Linear(h0, cfg.action_size, bias=False)
+                              if cfg.state_readout else None)
+        if self.state_readout is not None:
+            nn.init.zeros_(self.state_readout.weight)
+
+    def with_state_readout(self, out: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``out + W_s c`` where the layout has a state readout, else ``out``."""
+        return out if self.state_readout is None else out + self.state_readout(c)
 
     def base_current(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """a + e_k: the part of the first layer's input that does not depend on the state."""
@@ -78,10 +94,11 @@ class AnnDenoiser(Denoiser):
     """The ReLU twin."""
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.base_current(x, k) + self.obs_encoder(obs))
+        c = self.obs_encoder(obs)
+        h = torch.relu(self.base_current(x, k) + c)
         for layer in self.hidden:
             h = torch.relu(layer(h))
-        return self.readout(h)
+        return self.with_state_readout(self.readout(h), c)
 
 
 class SpikingDenoiser(Denoiser):
@@ -113,16 +130,16 @@ class SpikingDenoiser(Denoiser):
         n = max(self.spike_samples, 1)
         return [float(c.sum()) / (n * c.numel()) for c in self.spike_counts]
 
-    def state_currents(self, obs: torch.Tensor) -> torch.Tensor:
-        """c * g_t for every micro-step, shape (T, B, H0)."""
-        c = self.obs_encoder(obs)
+    def state_currents(self, obs: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """c * g_t for every micro-step, shape (T, B, H0), from ``c = obs_encoder(obs)``."""
         if self.sdli is None:
             return c.unsqueeze(0).expand(self.cfg.micro_steps, *c.shape)
         return c.unsqueeze(0) * self.sdli.gates(obs)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         base = self.base_current(x, k)
-        state = self.state_currents(obs)
+        c = self.obs_encoder(obs)
+        state = self.state_currents(obs, c)
         mems = [torch.zeros_like(base[:, :1]).expand(-1, h) for h in self.cfg.hidden]
         acc = torch.zeros(x.shape[0], self.cfg.action_size, dtype=x.dtype)
         spikes = torch.zeros((), dtype=x.dtype)
@@ -139,7 +156,7 @@ class SpikingDenoiser(Denoiser):
         if self.record:
             self.spike_samples += x.shape[0] * self.cfg.micro_steps
         self.last_rate = spikes / (x.shape[0] * self.cfg.micro_steps * sum(self.cfg.hidden))
-        return acc / self.cfg.micro_steps + self.readout.bias
+        return self.with_state_readout(acc / self.cfg.micro_steps + self.readout.bias, c)
 
     @torch.no_grad()
     def project_thresholds(self) -> None:

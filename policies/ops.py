@@ -17,7 +17,8 @@ from policies.config import PolicyConfig
 
 def layout(cfg: PolicyConfig) -> Layout:
     return Layout(obs_dim=cfg.obs_dim, obs_hidden=cfg.obs_hidden, widths=tuple(cfg.hidden),
-                  action_size=cfg.action_size, micro_steps=cfg.micro_steps, sdli=cfg.sdli)
+                  action_size=cfg.action_size, micro_steps=cfg.micro_steps, sdli=cfg.sdli,
+                  state_readout=cfg.state_readout)
 
 
 def energy_per_chunk(cfg: PolicyConfig, rates: list[float],

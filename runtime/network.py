@@ -12,7 +12,11 @@ observation normaliser and the step embedding are already folded in:
     I_1(t) = w_in x_k + bias_table[k] + c * g_t                  first-layer current
     v_l(t) = beta_lif v_l(t-1) + I_l(t);  s_l(t) = [v_l(t) > 1];  v_l(t) <- 0 where s_l(t)
     I_{l+1}(t) = hidden_w[l] s_l(t) + hidden_b[l]
-    eps    = readout_w (sum_t s_L(t)) / T + readout_b
+    eps    = readout_w (sum_t s_L(t)) / T + readout_b [+ state_w relu(enc_w1 s + enc_b1)]
+
+The bracketed state readout exists for policies trained with one (``W_s c`` in
+``policies/denoiser.py``): ``W_s (enc_w2 h + enc_b2)`` folds into ``state_w = W_s enc_w2``
+on the encoder's hidden layer h and ``W_s enc_b2`` added to ``readout_b``.
 
 Every population's threshold is 1: the learnable per-channel thresholds theta_l were folded
 by dividing the rows of the weights and biases feeding population l by theta_l (exact for
@@ -54,6 +58,7 @@ class FoldedNet:
     sdli_beta: float = 0.0
     sdli_invert: bool = False
     spiking: bool = True
+    state_w: np.ndarray | None = None  # (A, obs_hidden): the folded state readout, if any
 
     @property
     def widths(self) -> list[int]:
@@ -75,10 +80,20 @@ class FoldedNet:
         z = (tau - t) if self.sdli_invert else (t - tau)
         return (1.0 - self.sdli_beta) + self.sdli_beta * sigmoid(z / self.sdli_sigma)
 
+    def encoder_hidden(self, s: np.ndarray) -> np.ndarray:
+        """h = relu(enc_w1 s + enc_b1) for raw observations ``s`` (B, obs_dim)."""
+        return np.maximum(s @ self.enc_w1.T + self.enc_b1, 0.0)
+
     def state_current(self, s: np.ndarray) -> np.ndarray:
         """c * g_t for raw observations ``s`` (B, obs_dim): (T, B, H1)."""
-        h = np.maximum(s @ self.enc_w1.T + self.enc_b1, 0.0)
-        return (h @ self.enc_w2.T + self.enc_b2)[None] * self.gates(s)
+        return (self.encoder_hidden(s) @ self.enc_w2.T + self.enc_b2)[None] * self.gates(s)
+
+    def output_bias(self, s: np.ndarray) -> np.ndarray:
+        """The readout's bias for each observation (B, A): ``readout_b``, plus the state
+        readout ``state_w h(s)`` where the network has one (once per chunk)."""
+        if self.state_w is None:
+            return np.broadcast_to(self.readout_b, (s.shape[0], self.action_size))
+        return self.readout_b + self.encoder_hidden(s) @ self.state_w.T
 
     def first_layer_current(self, x: np.ndarray, k: np.ndarray, s: np.ndarray,
                             state: np.ndarray | None = None) -> np.ndarray:
@@ -104,19 +119,21 @@ class FoldedNet:
                     cur = spk @ self.hidden_w[i].T + self.hidden_b[i]
         return counts
 
-    def readout(self, last_counts: np.ndarray) -> np.ndarray:
-        return last_counts @ self.readout_w.T / self.micro_steps + self.readout_b
+    def readout(self, last_counts: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """eps from the last population's spike counts (B, H_L) and the observations
+        ``s`` (B, obs_dim) the bias depends on (``output_bias``)."""
+        return last_counts @ self.readout_w.T / self.micro_steps + self.output_bias(s)
 
     def eps(self, x: np.ndarray, k: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Predicted noise (B, A): the whole denoising evaluation of T micro-steps (for the
         ANN twin: ``h_1 = relu(I_1)``, ``h_{l+1} = relu(W_l h_l + b_l)``, ``W_out h_L + b``)."""
         current = self.first_layer_current(x, k, s)
         if self.spiking:
-            return self.readout(self.spike_counts(current)[-1])
+            return self.readout(self.spike_counts(current)[-1], s)
         h = np.maximum(current[0], 0.0)
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = np.maximum(h @ w.T + b, 0.0)
-        return h @ self.readout_w.T + self.readout_b
+        return h @ self.readout_w.T + self.output_bias(s)
 
     # ---- (de)serialisation for the image -------------------------------------------------
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, float | int | bool]]:

@@ -40,6 +40,9 @@ PhaseBalance = Annotated[float, typer.Option(
 Prediction = Annotated[str, typer.Option(
     "--prediction", help="what the denoiser predicts: epsilon (the noise), sample (the clean "
     "chunk x0) or v (the velocity sqrt(ab) eps - sqrt(1 - ab) x0)")]
+StateReadout = Annotated[bool, typer.Option(
+    "--state-readout", help="add a graded map of the state current to the output, once per "
+    "chunk (smooth in the state; for --prediction sample)")]
 NProc = Annotated[int, typer.Option("--nproc", min=1,
                                     help="data-parallel ranks on this machine (runs torchrun)")]
 
@@ -55,7 +58,8 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 
 def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert: bool,
-             iterations: int, prediction: str = "epsilon", **train: Any) -> tuple[Any, Any]:
+             iterations: int, prediction: str = "epsilon", state_readout: bool = False,
+             **train: Any) -> tuple[Any, Any]:
     """(PolicyConfig, TrainConfig) from the command-line options; checks them first."""
     from hardware.sim.registry import make_env
     from policies.bc import LR_SCHEDULES, TrainConfig
@@ -75,6 +79,7 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
     env.close()
     cfg = PolicyConfig(kind=policy, obs_dim=obs_dim, act_dim=act_dim, hidden=parse_widths(hidden),
                        micro_steps=micro_steps, sdli_invert=sdli_invert, prediction=prediction,
+                       state_readout=state_readout,
                        sdli_ramp_iters=min(5000, max(iterations // 2, 1)))
     return cfg, TrainConfig(iterations=iterations, **train)
 
@@ -95,6 +100,7 @@ def bc(
     lr_schedule: LrSchedule = "constant",
     phase_balance: PhaseBalance = 0.0,
     prediction: Prediction = "epsilon",
+    state_readout: StateReadout = False,
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -114,7 +120,7 @@ def bc(
         raise typer.Exit(_torchrun(nproc))
 
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
-                         prediction, batch_size=batch_size, lr=lr, seed=seed,
+                         prediction, state_readout, batch_size=batch_size, lr=lr, seed=seed,
                          threads=threads, checkpoint_every=checkpoint_every,
                          rate_reg=rate_reg, lr_schedule=lr_schedule,
                          phase_balance=phase_balance)
@@ -173,6 +179,7 @@ def dagger(
     rate_reg: RateReg = 0.3,
     sdli_invert: SdliInvert = False,
     prediction: Prediction = "epsilon",
+    state_readout: StateReadout = False,
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -187,7 +194,7 @@ def dagger(
         raise SpikeflightError(f"DAgger needs a scripted expert: --task must be one of "
                                f"{', '.join(TASKS)}, got {task!r}")
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
-                         prediction, batch_size=batch_size, lr=lr, seed=seed,
+                         prediction, state_readout, batch_size=batch_size, lr=lr, seed=seed,
                          threads=threads, checkpoint_every=checkpoint_every, rate_reg=rate_reg)
     dcfg = DaggerConfig(rounds=rounds, episodes=episodes, beta0=beta, decay=decay,
                         round_iterations=round_iterations)
