@@ -9,17 +9,21 @@ A run directory holds::
     train_state.json         iteration, optimiser hyper-parameters, recent losses
 
 Every file is written to a temporary name, fsynced and renamed, ``train_state.json`` last,
-so an interrupted save leaves the previous checkpoint loadable.
+so an interrupted save leaves the previous checkpoint loadable. Every safetensors file
+carries a SHA-256 of its tensors in its metadata (``spikeflight_sha256``; other
+safetensors readers ignore it), checked on load, so a changed byte in a weight is an
+error instead of a silently different network.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from hardware.atomic import AtomicFile
@@ -30,6 +34,7 @@ from policies.policy import DiffusionPolicy
 
 FORMAT = "spikeflight-policy/1"
 CONFIG, WEIGHTS = "config.json", "policy.safetensors"
+DIGEST_KEY = "spikeflight_sha256"  # safetensors metadata: tensor_digest of the file
 MAX_CONFIG_BYTES = 1 << 20  # a run's config.json is a few kB
 TRAIN_WEIGHTS, TRAIN_STATE = "train_state.safetensors", "train_state.json"
 
@@ -56,9 +61,22 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file whose metadata carries ``tensor_digest`` (``DIGEST_KEY``), so
+    that a flipped byte in a weight is caught on load."""
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
     with AtomicFile(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+        save_file(tensors, tmp, metadata={DIGEST_KEY: tensor_digest(tensors)})
 
 
 def policy_config_dict(policy: DiffusionPolicy, task: str, train: dict[str, Any],
@@ -134,11 +152,19 @@ def read_config(path: str | Path, fmt: str = FORMAT) -> tuple[Path, dict[str, An
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked against the digest in its metadata
+    where it has one (files written before the digest existed have none)."""
     try:
         regular_file(path, "weights file")
-        return load_file(path)
+        with safe_open(path, "pt") as fh:
+            stored = (fh.metadata() or {}).get(DIGEST_KEY)
+        tensors = load_file(path)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
+    if stored is not None and stored != tensor_digest(tensors):
+        raise CheckpointError(f"{path}: weights do not match their checksum (a changed "
+                              "byte: the file is corrupt)")
+    return tensors
 
 
 def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
