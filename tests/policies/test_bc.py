@@ -130,6 +130,18 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert a.shape == (3, 4, 2) and np.array_equal(a, b)
 
 
+def test_a_changed_weight_byte_is_caught_by_the_checksum(tmp_path: Path) -> None:
+    cfg = PolicyConfig(kind="sdp", obs_dim=5, act_dim=2, **TINY)
+    train_bc("cap", _data(), cfg, TrainConfig(iterations=2, batch_size=8, threads=1),
+             tmp_path / "r")
+    path = tmp_path / "r" / "policy.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10  # inside the last tensor's bytes: still a valid safetensors file
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="weights do not match their checksum"):
+        load_policy(tmp_path / "r")
+
+
 def test_resume_as_other_policy_type_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "r"
     cfg = PolicyConfig(kind="sdp", obs_dim=5, act_dim=2, **TINY)
