@@ -175,7 +175,9 @@ def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def load_policy(path: str | Path) -> tuple[DiffusionPolicy, dict[str, Any]]:
     """The EMA policy of a checkpoint (eval mode) and its config."""
     run_dir, cfg = read_config(path)
-    policy = DiffusionPolicy(PolicyConfig.from_dict(cfg["policy"]))
+    if not isinstance(cfg.get("task"), str):
+        raise CheckpointError(f"{run_dir / CONFIG}: task: missing or not a task name")
+    policy = DiffusionPolicy(PolicyConfig.from_dict(cfg.get("policy")))
     weights = load_weights(run_dir)
     try:
         policy.load_state_dict(weights)

@@ -87,6 +87,9 @@ class PolicyConfig:
         """A config read from a checkpoint's ``policy`` section, checked against its
         contract (types and ranges of every field, pydantic); unknown keys are ignored.
         ``ConfigError`` names the first bad field."""
+        if d is None:
+            raise ConfigError("policy: missing (the checkpoint's config has no policy "
+                              "section)")
         if not isinstance(d, dict):
             raise ConfigError(f"policy: expected an object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}

@@ -20,10 +20,22 @@ import torch
 from hardware.errors import SpikeflightError
 from hardware.sim.dataset import read_episodes
 
+MAX_ABS_VALUE = 1e30  # beyond this, float32 min-max normalisers overflow
+
 
 class DemoDataError(SpikeflightError):
     """Demonstrations unusable for training (wrong sizes, NaN, no successes)."""
 
+
+def check_values(path: str | Path, name: str, arr: np.ndarray, where: str) -> None:
+    """``DemoDataError`` naming the first step of ``arr`` that is not finite or whose
+    magnitude exceeds ``MAX_ABS_VALUE`` (training runs in float32)."""
+    bad = ~np.isfinite(arr) | (np.abs(np.nan_to_num(arr)) > MAX_ABS_VALUE)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        value = float(arr.reshape(arr.shape[0], -1)[row][bad.reshape(arr.shape[0], -1)[row]][0])
+        raise DemoDataError(f"{path}: {name} value {value:g} of {where}, step {row}, is not "
+                            f"a finite number of magnitude <= {MAX_ABS_VALUE:g}")
 
 @dataclass
 class BcData:
@@ -67,10 +79,7 @@ def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int,
             raise DemoDataError(f"{path}: actions have {ep.actions.shape[1]} values per step, "
                                 f"the task expects {act_dim}")
         for name, arr in (("obs", obs), ("actions", ep.actions)):
-            if not np.isfinite(arr).all():
-                row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-                raise DemoDataError(f"{path}: non-finite value (NaN/inf) in {name} of the "
-                                    f"training episode {i} (seed {ep.seed}), step {row}")
+            check_values(path, name, arr, f"the training episode {i} (seed {ep.seed})")
         pad = np.concatenate([ep.actions, np.repeat(ep.actions[-1:], chunk - 1, axis=0)])
         idx = np.arange(ep.length)[:, None] + np.arange(chunk)[None, :]
         obs_l.append(obs)

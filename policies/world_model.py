@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from hardware.errors import SpikeflightError
 from hardware.sim.dataset import read_episodes
+from policies.data import DemoDataError, check_values
 from policies.normalize import MinMax
 
 LOG_VAR_MIN, LOG_VAR_MAX = -10.0, 1.0
@@ -98,8 +99,11 @@ def checked_arrays(path: str, ep: Any, obs_dim: int, act_dim: int
         raise TransitionError(f"{path}: steps have {obs.shape[1]} observation and "
                               f"{act.shape[1]} action values, the task expects {obs_dim} "
                               f"and {act_dim}")
-    if not (np.isfinite(obs).all() and np.isfinite(act).all()):
-        raise TransitionError(f"{path}: non-finite value in episode seed {ep.seed}")
+    try:
+        for name, arr in (("obs", obs), ("actions", act)):
+            check_values(path, name, arr, f"the episode of seed {ep.seed}")
+    except DemoDataError as exc:
+        raise TransitionError(str(exc)) from None
     return obs, act
 
 

@@ -24,7 +24,7 @@ class ManifestError(SpikeflightError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=False)
+    model_config = ConfigDict(extra="allow", strict=True)  # "0.9" is not a number
 
 
 def _finite(**kw: Any) -> Any:

@@ -72,6 +72,9 @@ def info(
                   f"({100 * s['success_rate']:.1f}%)  obs dim {s['obs_dim']}  "
                   f"action dim {s['action_dim']}")
     console.print(f"observation order ({s['obs_order']}): {', '.join(s['obs_keys'])}")
+    for name, count in s["non_finite"].items():
+        console.print(f"[yellow]warning: {count} non-finite value(s) in {name}: training "
+                      "refuses this file[/yellow]")
     table = Table("field", "dims", "min", "max")
     for key, r in s["ranges"].items():
         table.add_row(key, str(len(r["min"])), " ".join(f"{v:.3g}" for v in r["min"]),

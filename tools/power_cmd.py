@@ -81,7 +81,8 @@ def profile_cmd(
                                            "ina:DIR or ina:DIR:N | replay:TRACE.csv"),
     allow_model: bool = typer.Option(False, "--allow-model",
                                      help="go on with models only if the sensor fails"),
-    sample_ms: float = typer.Option(10.0, "--sample-ms", help="sensor sampling period (ms)"),
+    sample_ms: float = typer.Option(10.0, "--sample-ms", min=0.1, max=60000.0,
+                                    help="sensor sampling period (ms)"),
     backend: str = typer.Option("onnx", "--backend",
                                 help="onnx (the image's ONNX graphs, fixed point first) | auto "
                                      "(Lava first for loihi2 images: slow simulation) | a name"),

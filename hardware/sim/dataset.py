@@ -206,6 +206,9 @@ def _validate(path: Path, fh: h5py.File) -> None:
                 raise DatasetError(f"{path}: data/{name}/obs holds the fields "
                                    f"{', '.join(sorted(g['obs']))}, data/{demos[0]}/obs "
                                    f"holds {', '.join(sorted(fields))}")
+            for key in (*REQUIRED, *(k for k in PER_STEP if k in g),
+                        *(f"obs/{k}" for k in g["obs"])):
+                _check_layout(path, name, key, g[key])
             n = g["actions"].shape[0]
             if n == 0:
                 raise DatasetError(f"{path}: data/{name} is empty (0 steps)")
@@ -221,6 +224,24 @@ def _validate(path: Path, fh: h5py.File) -> None:
                 _get(path, g[key], -1)  # the last row: truncated data raises here
     except (OSError, KeyError, RuntimeError) as exc:
         raise DatasetError(f"{path}: corrupt HDF5 content ({exc})") from exc
+
+
+# dimensions each dataset must have (obs fields: one row per step, scalars or vectors)
+_NDIM = {"actions": (2,), "rewards": (1,), "dones": (1,), "states": (2,),
+         "executed_actions": (2,), "phases": (1,)}
+
+
+def _check_layout(path: Path, demo: str, key: str, ds: h5py.Dataset) -> None:
+    """A dataset must be numeric with the dimensions its role needs (``_NDIM``)."""
+    if not isinstance(ds, h5py.Dataset):
+        raise DatasetError(f"{path}: data/{demo}/{key} is a group, expected a dataset")
+    if ds.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: data/{demo}/{key} holds {ds.dtype} values, expected "
+                           "numbers")
+    want = _NDIM.get(key, (1, 2))
+    if ds.ndim not in want:
+        raise DatasetError(f"{path}: data/{demo}/{key} has {ds.ndim} dimension(s), expected "
+                           f"{' or '.join(map(str, want))}")
 
 
 def demo_names(fh: h5py.File) -> list[str]:
@@ -301,7 +322,7 @@ def observation_order(path: str | os.PathLike, fh: h5py.File, task: str | None =
     try:
         return resolve_order(str(path), keys, stated, firsts, task, obs_keys)
     except ObsOrderError:
-        if strict:
+        if strict or obs_keys:  # an order the user named must fit
             raise
         return keys, "file listing (unverified)"
 
@@ -333,11 +354,14 @@ def summarize(path: str | os.PathLike, task: str | None = None,
     episodes = read_episodes(path, obs_keys=order)
     lengths = np.array([ep.length for ep in episodes])
     ranges: dict[str, dict[str, list[float]]] = {}
-    for key in episodes[0].obs:
-        allv = np.concatenate([ep.obs[key] for ep in episodes]).reshape(int(lengths.sum()), -1)
-        ranges[f"obs/{key}"] = {"min": allv.min(0).tolist(), "max": allv.max(0).tolist()}
+    non_finite: dict[str, int] = {}
     acts = np.concatenate([ep.actions for ep in episodes])
-    ranges["actions"] = {"min": acts.min(0).tolist(), "max": acts.max(0).tolist()}
+    columns = {f"obs/{key}": np.concatenate([ep.obs[key] for ep in episodes]).reshape(
+        int(lengths.sum()), -1) for key in episodes[0].obs}
+    for name, allv in {**columns, "actions": acts}.items():
+        ranges[name] = {"min": allv.min(0).tolist(), "max": allv.max(0).tolist()}
+        if bad := int((~np.isfinite(allv)).sum()):
+            non_finite[name] = bad
     return {
         "file": str(path),
         "env_name": args.get("env_name"),
@@ -351,6 +375,7 @@ def summarize(path: str | os.PathLike, task: str | None = None,
         "obs_dim": int(sum(ep.obs[k].reshape(ep.length, -1).shape[1]
                            for ep in episodes[:1] for k in ep.obs)),
         "action_dim": int(acts.shape[1]),
+        "non_finite": non_finite,
         "obs_keys": order,
         "obs_order": source,
         "ranges": ranges,
