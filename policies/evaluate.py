@@ -2,6 +2,13 @@
 replanning for the whole batch; success with a Wilson 95% interval, episode length and,
 for spiking policies, measured firing rates.
 
+Episodes form blocks of ``batch`` (seeds ``seed0 + j batch ..``), and block j draws its
+noise from its own generator seeded ``seed0 + j batch``, so a result depends on the
+seeds and the batch size only, not on how blocks are spread: ``evaluate_checkpoint`` runs
+the blocks in ``workers`` processes (each builds its environments once and reuses them
+across its blocks) and gives the same result for any worker count. At most ``workers x
+batch`` environments exist at once.
+
 On the cabin tasks every failed episode is also given a failure category
 (``hardware.sim.monitor``), and with ``takeover=True`` the scripted expert takes over each
 failed episode at a random chunk boundary (the state restored exactly) and is given the
@@ -43,6 +50,24 @@ class EvalResult:
     failures: dict[str, int] = field(default_factory=dict)
     takeover_episodes: int = 0
     takeover_successes: int = 0
+    spike_samples: int = 0  # batch x micro-steps behind ``firing_rates``
+
+    def merge(self, other: EvalResult) -> EvalResult:
+        """This result and ``other`` (later seeds) as one; firing rates weighted exactly
+        by their samples."""
+        n = self.spike_samples + other.spike_samples
+        rates = [(a * self.spike_samples + b * other.spike_samples) / n
+                 for a, b in zip(self.firing_rates, other.firing_rates, strict=True)] \
+            if n else (self.firing_rates or other.firing_rates)
+        return EvalResult(
+            task=self.task, episodes=self.episodes + other.episodes,
+            successes=self.successes + other.successes, lengths=self.lengths + other.lengths,
+            chunks=self.chunks + other.chunks, firing_rates=rates,
+            failures={k: self.failures.get(k, 0) + other.failures.get(k, 0)
+                      for k in {**self.failures, **other.failures}},
+            takeover_episodes=self.takeover_episodes + other.takeover_episodes,
+            takeover_successes=self.takeover_successes + other.takeover_successes,
+            spike_samples=n)
 
     @property
     def success_rate(self) -> float:
@@ -84,8 +109,6 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
     if snn is not None:
         snn.reset_stats()
         snn.record = True
-    gen = torch.Generator().manual_seed(seed0)
-    pick = np.random.default_rng(seed0)
     envs = [make_env(task) for _ in range(min(batch, episodes))]
     check_obs_dim(policy, task, envs[0].observation_space)
     monitors = [EpisodeMonitor(e.unwrapped, make_expert(task, e)) for e in envs] if cabin else []
@@ -93,6 +116,8 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
                      failures=dict.fromkeys(CATEGORIES, 0) if cabin else {})
     try:
         for first in range(0, episodes, len(envs)):
+            gen = torch.Generator().manual_seed(seed0 + first)  # per block: see the docstring
+            pick = np.random.default_rng(seed0 + first)
             group = envs[: min(len(envs), episodes - first)]
             obs = [env.reset(seed=seed0 + first + i)[0] for i, env in enumerate(group)]
             for mon in monitors:
@@ -137,7 +162,51 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
         if snn is not None:
             snn.record = False
     res.firing_rates = snn.firing_rates() if snn is not None else []
+    res.spike_samples = snn.spike_samples if snn is not None else 0
     return res
+
+
+def _block(args: tuple) -> EvalResult:
+    """One worker's share: load the checkpoint (once per process) and evaluate a block."""
+    from policies.checkpoint import load_policy
+
+    checkpoint, task, n, seed0, batch, kwargs = args
+    torch.set_num_threads(1)
+    if _WORKER.get("checkpoint") != checkpoint:
+        _WORKER.update(checkpoint=checkpoint, policy=load_policy(checkpoint)[0])
+    return evaluate(_WORKER["policy"], task, n, seed0=seed0, batch=batch, **kwargs)
+
+
+_WORKER: dict = {}  # the policy a worker process loaded
+
+
+def evaluate_checkpoint(checkpoint: str, policy: DiffusionPolicy, task: str, episodes: int,
+                        workers: int, seed0: int = EVAL_SEED0, batch: int = 25,
+                        on_episode: Callable[[int, int], None] | None = None,
+                        **kwargs: object) -> EvalResult:
+    """``evaluate`` with its blocks spread over ``workers`` processes (``workers == 1``:
+    in this process, with ``policy``); the same result for any ``workers``."""
+    if workers < 1 or batch < 1:
+        raise ValueError(f"workers and batch must be >= 1, got {workers} and {batch}")
+    if workers == 1 or episodes <= batch:
+        return evaluate(policy, task, episodes, seed0=seed0, batch=batch,
+                        on_episode=on_episode, **kwargs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(checkpoint, task, min(batch, episodes - first), seed0 + first, batch, kwargs)
+            for first in range(0, episodes, batch)]
+    ctx = multiprocessing.get_context("spawn")  # no forked torch or MuJoCo state
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+        results = []
+        for res in pool.map(_block, jobs):
+            results.append(res)
+            if on_episode is not None:
+                on_episode(res.episodes, res.successes)
+    out = results[0]
+    for res in results[1:]:
+        out = out.merge(res)
+    return out
 
 
 def expert_takes_over(env: gym.Env, state: dict) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -10,6 +11,13 @@ from rich.table import Table
 from hardware.errors import SpikeflightError
 from tools import json_out
 from tools.progress import console, progress_bar
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """The cores this process may use, at most ``MAX_DEFAULT_WORKERS``."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
 
 
 def evaluate_cmd(
@@ -26,12 +34,17 @@ def evaluate_cmd(
     takeover: bool = typer.Option(False, "--takeover",
                                   help="let the scripted expert take over each failed "
                                        "episode at a random chunk (cabin tasks)"),
+    workers: int = typer.Option(default_workers(), "--workers", "-w", min=1,
+                                help="processes, each with its own environments (default: "
+                                "the cores); the result is the same for any count"),
+    batch: int = typer.Option(25, "--batch", min=1, help="environments stepped together per "
+                              "worker (at most workers x batch exist at once)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Success rate (95% CI), episode length, firing rates, synaptic ops and energy per
     chunk (cmos45-horowitz2014 model) of a policy and of its ANN twin."""
     from policies.checkpoint import load_policy
-    from policies.evaluate import evaluate
+    from policies.evaluate import evaluate_checkpoint
     from policies.ops import energy_per_chunk
 
     policy, meta = load_policy(checkpoint)
@@ -51,8 +64,9 @@ def evaluate_cmd(
             won += ok
             bar.update(job, advance=n, status=f"success {won}")
 
-        res = evaluate(policy, task, episodes, seed0=seed, ddim_steps=ddim_steps,
-                       execute=execute, on_episode=on_group, takeover=takeover)
+        res = evaluate_checkpoint(str(checkpoint), policy, task, episodes, workers,
+                                  seed0=seed, batch=batch, on_episode=on_group,
+                                  ddim_steps=ddim_steps, execute=execute, takeover=takeover)
     energy = energy_per_chunk(cfg, res.firing_rates, ddim_steps)
     lo, hi = res.success_ci95
     report = {

@@ -315,3 +315,23 @@ def test_cli_trains_on_two_ranks_and_resumes_on_one(hatch_demos: Path, tmp_path:
     res = cli(*common, "--iterations", "30")
     assert res.returncode == 0 and "resumed from iteration 20" in res.stdout, res.stdout
     assert load_policy(run)[1]["iteration"] == 30
+
+
+def test_evaluation_gives_the_same_result_for_any_worker_count(tmp_path: Path) -> None:
+    from policies.evaluate import evaluate_checkpoint
+
+    toy = "tests.fixtures.toy_env:make_toy"
+    cfg = PolicyConfig(kind="sdp", obs_dim=3, act_dim=2, **TINY)
+    train_bc(toy, _data(obs_dim=3, act_dim=2), cfg,
+             TrainConfig(iterations=3, batch_size=8, threads=1), tmp_path / "r")
+    policy, _ = load_policy(tmp_path / "r")
+    runs = [evaluate_checkpoint(str(tmp_path / "r"), policy, toy, 7, workers, batch=3,
+                                ddim_steps=3) for workers in (1, 2)]
+    one, two = runs
+    assert one.lengths == two.lengths and one.successes == two.successes
+    assert one.chunks == two.chunks and one.spike_samples == two.spike_samples > 0
+    np.testing.assert_allclose(one.firing_rates, two.firing_rates, rtol=1e-12)
+    res = cli("eval", str(tmp_path / "r"), "-n", "7", "--workers", "2", "--batch", "3",
+              "--ddim-steps", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["mean_episode_length"] == sum(one.lengths) / 7
