@@ -204,12 +204,18 @@ CONFIG_EDITS: list[tuple[str, Callable[[dict], object]]] = [
 
 # --- cases --------------------------------------------------------------------------------
 
+def _outputs(work: Path, prefix: str, damage: str, kept_name: str) -> tuple[Path, Path]:
+    """A case's output directory holding one existing output (``SENTINEL``)."""
+    out = work / f"{prefix}-{hashlib.sha1(damage.encode()).hexdigest()[:8]}"
+    out.mkdir(exist_ok=True)
+    kept = out / kept_name
+    kept.write_bytes(SENTINEL)
+    return out, kept
+
+
 def _image_verbs(path: Path, inp: Inputs, damage: str, resigned: bool,
                  work: Path) -> list[Case]:
-    out = work / f"out-{hashlib.sha1(damage.encode()).hexdigest()[:8]}"
-    out.mkdir(exist_ok=True)
-    kept = out / "existing.csv"
-    kept.write_bytes(SENTINEL)
+    out, kept = _outputs(work, "out", damage, "existing.csv")
     common = dict(kind="image", damage=damage)
     return [
         Case(verb="image verify", argv=["image", "verify", str(path), "--pubkey", str(inp.pub)],
@@ -239,10 +245,7 @@ def _demo_verbs(path: Path, damage: str, harmless: bool, work: Path) -> list[Cas
 
 def _checkpoint_verbs(run: Path, inp: Inputs, damage: str, work: Path,
                       compile_too: bool) -> list[Case]:
-    out = work / f"ckpt-{hashlib.sha1(damage.encode()).hexdigest()[:8]}"
-    out.mkdir(exist_ok=True)
-    kept = out / "existing.sfimg"
-    kept.write_bytes(SENTINEL)
+    out, kept = _outputs(work, "ckpt", damage, "existing.sfimg")
     common = dict(kind="checkpoint", damage=damage)
     cases = [Case(verb="eval", argv=["eval", str(run), "--episodes", "1", "--json"],
                   **common)]

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from tools.options import output_file
 from tools.progress import console, err_console
 
 
@@ -18,7 +19,8 @@ def compile_cmd(
     target: str = typer.Option("loihi2", "--target", help="loihi2 | cpu | cpu-fixed"),
     key: Path = typer.Option(..., "--key", "-k",
                              help="Ed25519 private key (from `spikeflight keys generate`)"),
-    out: Path = typer.Option(..., "--out", "-o", help="image file to write (.sfimg)"),
+    out: Path = typer.Option(..., "--out", "-o", help="image file to write (.sfimg)",
+                             callback=output_file),
     version: str = typer.Option("0.1.0", "--version", help="image version (semver)"),
     security_counter: int = typer.Option(0, "--security-counter", min=0,
                                          help="anti-rollback counter stored in the image"),
@@ -34,9 +36,9 @@ def compile_cmd(
     world_model: Path | None = typer.Option(None, "--world-model",
                                             help="distilled student world model run (`train "
                                                  "distill`) to pack beside the policy"),
-    report_json: Path | None = typer.Option(None, "--report-json",
+    report_json: Path | None = typer.Option(None, "--report-json", callback=output_file,
                                             help="also write the compile report as JSON"),
-    nir: Path | None = typer.Option(None, "--nir",
+    nir: Path | None = typer.Option(None, "--nir", callback=output_file,
                                     help="also write the policy's NIR graph (the image does "
                                          "not carry it)"),
 ) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tools import json_out
-from tools.options import ObsKeys
+from tools.options import ObsKeys, output_file
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Demonstration datasets (robomimic HDF5).")
@@ -19,7 +19,8 @@ def collect(
     task: str = typer.Option("hatch", "--task", "-t",
                              help="cabin task name, or module:callable for your own env"),
     episodes: int = typer.Option(100, "--episodes", "-n", min=1, help="episodes to record"),
-    out: Path = typer.Option(..., "--out", "-o", help="output .hdf5 file (written atomically)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output .hdf5 file (written atomically)",
+                             callback=output_file),
     seed: int = typer.Option(0, "--seed", help="first seed; episode i uses seed + i"),
     expert: str | None = typer.Option(None, "--expert",
                                       help="module:callable building the expert from the env"),

@@ -12,6 +12,7 @@ from rich.table import Table
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
 from tools.json_out import dumps as strict_json
+from tools.options import output_file
 from tools.progress import console, episode_counter, progress_bar
 from tools.run_cmd import ScreenOpt, WorldModelOpt
 
@@ -40,9 +41,12 @@ def run(
                                           "the dearest operating point's power"),
     min_success: float = typer.Option(0.8, "--min-success", min=0.0, max=1.0,
                                       help="success-rate pass limit (marginal: +0.1)"),
-    junit_out: Path | None = typer.Option(None, "--junit", help="JUnit XML report"),
-    json_out: Path | None = typer.Option(None, "--json", help="JSON report"),
-    plot_out: Path | None = typer.Option(None, "--plot", help="PNG: latency and events, "
+    junit_out: Path | None = typer.Option(None, "--junit", help="JUnit XML report",
+                                          callback=output_file),
+    json_out: Path | None = typer.Option(None, "--json", help="JSON report",
+                                         callback=output_file),
+    plot_out: Path | None = typer.Option(None, "--plot", callback=output_file,
+                                         help="PNG: latency and events, "
                                          "power against budget, per scenario"),
     power_trace: Path | None = typer.Option(None, "--power-trace",
                                             help="board trace (CSV t_s, power_w | energy_j) "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tools.options import output_file
 from tools.progress import console
 
 app = typer.Typer(no_args_is_help=True, help="Ed25519 signing keys for policy images.")
@@ -14,8 +15,8 @@ app = typer.Typer(no_args_is_help=True, help="Ed25519 signing keys for policy im
 @app.command("generate")
 def generate(
     out: Path = typer.Option(
-        ..., "--out", "-o", help="private key file NAME; the public key goes to NAME.pub"
-    ),
+        ..., "--out", "-o", help="private key file NAME; the public key goes to NAME.pub",
+        callback=output_file),
     force: bool = typer.Option(False, "--force", help="replace existing key files"),
 ) -> None:
     """Write a new key pair: NAME (PEM PKCS#8, mode 0600) and NAME.pub (PEM), and print

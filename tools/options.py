@@ -3,6 +3,10 @@ is parsed.
 
 ``ObsKeys``: ``--obs-keys a,b,c``, the observation fields of a demonstration file in the
 environment's order (``hardware.sim.obs_order``), for files that do not state it.
+``output_file`` / ``output_dir``: option callbacks that check an output path when the
+command line is parsed, before any work: a file output must not be a directory and its
+place must be writable; a run directory must be a directory (or not exist yet) in a
+writable place.
 
 Every ``float`` option of the ``spikeflight`` app refuses NaN and infinities (``--lr nan``,
 ``--budget-w inf``) with exit 2 and one line naming the option, and keeps its
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -24,9 +29,41 @@ from typing import Annotated, Any
 import typer
 from typer.models import OptionInfo, ParameterInfo
 
+from hardware.files import OutputError, writable_output
+
 ObsKeys = Annotated[str | None, typer.Option(
     "--obs-keys", help="the demonstration file's observation fields in the environment's "
     "order, comma-separated (for files that do not state it; robosuite or robomimic names)")]
+
+
+def output_file(param: typer.CallbackParam, value: Any) -> Any:
+    """Callback: ``value`` (a path, or None) must be writable as a file."""
+    if value is not None:
+        try:
+            writable_output(value, param.opts[-1])
+        except OutputError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def output_dir(param: typer.CallbackParam, value: Any) -> Any:
+    """Callback: ``value`` must be a directory, or a path where one can be made."""
+    if value is None:
+        return value
+    from pathlib import Path
+
+    p, opt = Path(value), param.opts[-1]
+    if p.exists() and not p.is_dir():
+        raise typer.BadParameter(f"{opt} {p} is not a directory")
+    if p.is_dir():
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise typer.BadParameter(f"{opt} {p}: cannot write in it")
+        return value
+    try:
+        writable_output(p, opt)  # its nearest existing parent must be writable
+    except OutputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 def finite(low: float | None, high: float | None) -> Callable[[str], float]:

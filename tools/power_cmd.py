@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from tools.options import output_file
 from tools.progress import console, episode_counter, err_console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Energy and power of policy images.")
@@ -146,9 +147,9 @@ def report_cmd(
     budget_w: float | None = typer.Option(None, "--budget-w"),
     budget_j: float | None = typer.Option(None, "--budget-j-per-episode"),
     warn_at: float | None = typer.Option(None, "--warn-at"),
-    plot_out: Path | None = typer.Option(None, "--plot"),
-    csv_out: Path | None = typer.Option(None, "--csv"),
-    parquet_out: Path | None = typer.Option(None, "--parquet"),
+    plot_out: Path | None = typer.Option(None, "--plot", callback=output_file),
+    csv_out: Path | None = typer.Option(None, "--csv", callback=output_file),
+    parquet_out: Path | None = typer.Option(None, "--parquet", callback=output_file),
 ) -> None:
     """Re-render a saved profile (budgets default to the ones it was profiled against)."""
     from tools import power_report as rep

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from hardware.errors import SpikeflightError
 from tools import json_out
+from tools.options import output_file
 from tools.progress import console, episode_counter, progress_bar
 
 WorldModelOpt = Annotated[bool, typer.Option(
@@ -35,7 +36,8 @@ def run_cmd(
                                 help="auto | onnx | lava | onnx-fixed | onnx-float"),
     deadline_ms: float | None = typer.Option(None, "--deadline-ms",
                                              help="per-chunk deadline (watchdog)"),
-    telemetry: Path | None = typer.Option(None, "--telemetry", help="JSON-lines telemetry file"),
+    telemetry: Path | None = typer.Option(None, "--telemetry", help="JSON-lines telemetry file",
+                                          callback=output_file),
     world_model: WorldModelOpt = True,
     candidates: ScreenOpt = 1,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),

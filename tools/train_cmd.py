@@ -12,7 +12,7 @@ import typer
 
 from hardware.errors import SpikeflightError
 from tools import world_model_cmd
-from tools.options import ObsKeys
+from tools.options import ObsKeys, output_dir
 from tools.progress import console, progress_bar
 
 app = typer.Typer(no_args_is_help=True, help="Host-side training.")
@@ -21,7 +21,8 @@ app.command("distill")(world_model_cmd.distill)
 
 # Options shared by ``train bc`` and ``train dagger`` (one definition, one help text).
 Policy = Annotated[str, typer.Option("--policy", "-p", help="sdp | sdp-sdli | ann")]
-Out = Annotated[Path, typer.Option("--out", "-o", help="run directory (resumes if it exists)")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="run directory (resumes if it exists)",
+                                   callback=output_dir)]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1)]
 Lr = Annotated[float, typer.Option("--lr")]
 Hidden = Annotated[str, typer.Option("--hidden",

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from hardware.errors import SpikeflightError
 from tools import json_out
+from tools.options import output_dir, output_file
 from tools.plotting import pyplot, save_png
 from tools.progress import console, progress_bar
 
@@ -43,7 +44,8 @@ def _with_progress(label: str, iterations: int, run: Callable[[Callable], Any]) 
 
 
 def train(
-    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)",
+                             callback=output_dir),
     task: str = typer.Option("hatch", "--task", "-t", help="task name or module:callable"),
     data: list[Path] = typer.Option(..., "--data", "-d",
                                     help="episodes (.hdf5; repeat the option for several "
@@ -80,7 +82,8 @@ def train(
 
 
 def distill(
-    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)"),
+    out: Path = typer.Option(..., "--out", "-o", help="run directory (resumes if it exists)",
+                             callback=output_dir),
     teacher: Path = typer.Option(..., "--teacher", help="teacher run (`train world-model`)"),
     data: list[Path] = typer.Option(..., "--data", "-d",
                                     help="episodes (.hdf5; repeat for several files)"),
@@ -147,7 +150,8 @@ def evaluate(
     horizon: int = typer.Option(50, "--horizon", min=1, help="steps predicted open loop"),
     stride: int = typer.Option(10, "--stride", min=1, help="steps between starts"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    plot_out: Path | None = typer.Option(None, "--plot", help="PNG of the error against k"),
+    plot_out: Path | None = typer.Option(None, "--plot", help="PNG of the error against k",
+                                         callback=output_file),
 ) -> None:
     """k-step open-loop prediction error (k = 1..horizon) on recorded episodes, in the
     models' normalised observation units, beside the no-change baseline; teacher or

@@ -70,3 +70,33 @@ def test_the_command_line_reports_a_bad_value_in_one_line(tmp_path: Path) -> Non
         assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
         assert res.stderr.startswith(want) and "--help" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("args", "option", "why"), [
+    (["compile", "run", "-k", "key", "-o", "adir"], "--out", "adir is a directory"),
+    (["compile", "run", "-k", "key", "-o", "x.sfimg", "--report-json", "adir"],
+     "--report-json", "adir is a directory"),
+    (["data", "collect", "--task", "hatch", "-o", "adir"], "--out", "adir is a directory"),
+    (["keys", "generate", "-o", "adir"], "--out", "adir is a directory"),
+    (["run", "img.sfimg", "--pubkey", "k.pub", "--telemetry", "adir"], "--telemetry",
+     "adir is a directory"),
+    (["hil", "run", "x.sfimg", "--junit", "adir"], "--junit", "adir is a directory"),
+    (["train", "bc", "--task", "hatch", "--demos", "d.hdf5", "-o", "afile"], "--out",
+     "afile is not a directory"),
+    (["train", "world-model", "--task", "hatch", "-d", "d.hdf5", "-o", "afile/run"], "--out",
+     "afile is not a directory"),
+    (["world-model", "eval", "run", "-d", "d.hdf5", "--plot", "adir"], "--plot",
+     "adir is a directory"),
+])
+def test_outputs_are_checked_before_anything_runs(tmp_path: Path, args: list[str], option: str,
+                                                  why: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("kept\n")
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{option}'" in res.output or option in res.output, res.output
+    assert why in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # nothing written
+    assert (tmp_path / "afile").read_text() == "kept\n" and not any((tmp_path / "adir").iterdir())
