@@ -1,10 +1,10 @@
 """The ``spikeflight`` command line: one typer app, sub-apps per job.
 
-Exit codes: 0 success; 1 a check failed (e.g. a benchmark target missed, where stated) or
-the user interrupted (Ctrl-C); 2 bad input (a one-line ``error: ...`` on stderr, no
-traceback: a bad option value or an unknown option too, which the app reports itself
-instead of printing click's usage box). ``module:callable`` references resolve against
-the current directory too, as uvicorn's do.
+Exit codes: 0 success; 1 a check failed (e.g. a benchmark target missed, where stated);
+130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM); 2 bad input (a one-line
+``error: ...`` on stderr, no traceback: a bad option value or an unknown option too,
+which the app reports itself instead of printing click's usage box). ``module:callable``
+references resolve against the current directory too, as uvicorn's do.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tools import (
     image_cmd,
     keys_cmd,
     power_cmd,
+    progress,
     run_cmd,
     sim_cmd,
     terminate,
@@ -54,6 +55,14 @@ app.command("run")(run_cmd.run_cmd)
 app.command("demo")(demo_cmd.demo)
 app.command("flash")(flash_cmd.flash_cmd)
 finite_floats(app)  # every float option refuses nan and inf, keeping its range
+
+
+@app.callback()
+def options(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or "
+                                       "progress lines (results and errors still print)")
+            ) -> None:
+    """spikeflight: spiking diffusion policies for spacecraft robots."""
+    progress.QUIET = quiet
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Progress for long jobs: rich bars on a terminal, plain lines in a log or CI."""
+"""Progress for long jobs: rich bars on a terminal, plain lines in a log or CI, nothing
+with ``spikeflight --quiet`` (``QUIET``, for scripts)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tools import terminate
 
 console = Console()
 err_console = Console(stderr=True)
+QUIET = False  # set by ``spikeflight --quiet``: no bars, no plain progress lines
 
 
 class LoggedProgress(Progress):
@@ -30,8 +32,8 @@ class LoggedProgress(Progress):
     EVERY_S = 30.0
 
     def __init__(self, *columns, **kwargs) -> None:
-        self.plain = not kwargs["console"].is_terminal
-        super().__init__(*columns, disable=self.plain, **kwargs)
+        self.plain = not kwargs["console"].is_terminal and not QUIET
+        super().__init__(*columns, disable=self.plain or QUIET, **kwargs)
         self._tenths: dict[TaskID, int] = {}
         self._last: dict[TaskID, float] = {}
 
@@ -96,7 +98,8 @@ class ByteProgress:
         self.label, self.total, self._clock = label, total, time.perf_counter
         self.t0, self.start, self._tenth = self._clock(), 0, -1
         self.bar: Progress | None = None
-        if err_console.is_terminal:
+        self.quiet = QUIET
+        if err_console.is_terminal and not QUIET:
             from rich.progress import DownloadColumn, TransferSpeedColumn
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -115,7 +118,7 @@ class ByteProgress:
             self.bar.update(self.job, completed=done)
             return
         tenth = done * 10 // max(self.total, 1)
-        if tenth > self._tenth:
+        if tenth > self._tenth and not self.quiet:
             self._tenth = tenth
             dt = max(self._clock() - self.t0, 1e-9)
             print(f"{self.label} {done * 100 // max(self.total, 1)}% {done}/{self.total} bytes "

@@ -35,3 +35,16 @@ def test_a_slow_job_prints_between_tenths() -> None:
             time.sleep(0.02)
             bar.advance(job)
     assert len(out.getvalue().splitlines()) == 3
+
+
+def test_quiet_prints_no_progress_but_the_result(tmp_path) -> None:
+    from tests.tools.test_data_cli import TOY, TOY_EXPERT, cli
+
+    out = tmp_path / "q.hdf5"
+    loud = cli("data", "collect", "--task", TOY, "--expert", TOY_EXPERT, "-n", "3", "-o",
+               str(out))
+    quiet = cli("--quiet", "data", "collect", "--task", TOY, "--expert", TOY_EXPERT, "-n",
+                "3", "-o", str(out))
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr
+    assert "collect " in loud.stderr and quiet.stderr == ""
+    assert quiet.stdout.startswith("wrote ") and "3 episodes" in quiet.stdout
