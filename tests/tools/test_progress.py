@@ -47,4 +47,4 @@ def test_quiet_prints_no_progress_but_the_result(tmp_path) -> None:
                 "3", "-o", str(out))
     assert loud.returncode == quiet.returncode == 0, quiet.stderr
     assert "collect " in loud.stderr and quiet.stderr == ""
-    assert quiet.stdout.startswith("wrote ") and "3 episodes" in quiet.stdout
+    assert quiet.stdout.startswith("wrote ") and "3 successful" in quiet.stdout
