@@ -5,7 +5,8 @@ Every case runs one CLI command in a subprocess and is judged on what a user see
 
 - refused: exit 2 (1 for ``image verify``), exactly one line on stderr, no traceback;
 - accepted: exit 0, which is right only where the damage did not change what the verb
-  reads (a flip in an unused HDF5 byte) or the verb does not judge it (``image inspect``
+  reads (a flip in an unused HDF5 byte, bytes after a safetensors file's data: checked
+  case by case by reading the damaged file back) or the verb does not judge it (``image inspect``
   and ``image verify`` of a re-signed image whose manifest breaks the runtime's contract:
   the signature is valid; ``run`` refuses it);
 - no file left behind in the output directory, and an existing output intact;
@@ -244,9 +245,9 @@ def _demo_verbs(path: Path, damage: str, harmless: bool, work: Path) -> list[Cas
 
 
 def _checkpoint_verbs(run: Path, inp: Inputs, damage: str, work: Path,
-                      compile_too: bool) -> list[Case]:
+                      compile_too: bool, harmless: bool = False) -> list[Case]:
     out, kept = _outputs(work, "ckpt", damage, "existing.sfimg")
-    common = dict(kind="checkpoint", damage=damage)
+    common = dict(kind="checkpoint", damage=damage, may_accept=harmless)
     cases = [Case(verb="eval", argv=["eval", str(run), "--episodes", "1", "--json"],
                   **common)]
     if compile_too:
@@ -327,7 +328,8 @@ def build_cases(inp: Inputs, work: Path, per_kind: int, seed: int,
         run = work / f"run-w{i}"
         shutil.copytree(inp.run, run)
         (run / "policy.safetensors").write_bytes(fn(weights))
-        cases += _checkpoint_verbs(run, inp, f"weights {name}", work, compile_too)
+        same = _weights_fingerprint(run) == _weights_fingerprint(inp.run)
+        cases += _checkpoint_verbs(run, inp, f"weights {name}", work, compile_too, same)
         run = work / f"run-c{i}"
         shutil.copytree(inp.run, run)
         (run / "config.json").write_bytes(fn((inp.run / "config.json").read_bytes()))
@@ -345,6 +347,17 @@ def build_cases(inp: Inputs, work: Path, per_kind: int, seed: int,
         cases.append(Case(kind="option", damage=" ".join(argv[-2:]), verb=verb,
                           argv=[a.format(**fill) for a in argv]))
     return cases
+
+
+def _weights_fingerprint(run: Path) -> str | None:
+    """The digest of the tensors a loader reads (None if the file does not load): bytes
+    appended after a safetensors file's data, for one, are never read."""
+    from policies.checkpoint import CheckpointError, load_weights, tensor_digest
+
+    try:
+        return tensor_digest(load_weights(run))
+    except CheckpointError:
+        return None
 
 
 def _demo_fingerprint(path: Path) -> str | None:
