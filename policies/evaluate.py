@@ -90,8 +90,10 @@ def check_obs_dim(policy: DiffusionPolicy, task: str, space: gym.spaces.Space) -
 def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVAL_SEED0,
              batch: int = 25, ddim_steps: int | None = None, execute: int | None = None,
              on_episode: Callable[[int, int], None] | None = None,
-             takeover: bool = False) -> EvalResult:
+             takeover: bool = False, envs: list[gym.Env] | None = None) -> EvalResult:
     """Run ``episodes`` episodes with seeds ``seed0 ..``, ``batch`` environments at a time.
+    ``envs``: environments of ``task`` to use (at least ``min(batch, episodes)``; the
+    caller keeps and closes them), else built here and closed at the end.
 
     ``execute``: actions of each chunk executed before replanning (default: the whole
     chunk, as trained; fewer replans more often, at proportionally more energy per step).
@@ -109,7 +111,9 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
     if snn is not None:
         snn.reset_stats()
         snn.record = True
-    envs = [make_env(task) for _ in range(min(batch, episodes))]
+    owned = envs is None
+    envs = ([make_env(task) for _ in range(min(batch, episodes))] if envs is None
+            else envs[:min(batch, episodes)])
     check_obs_dim(policy, task, envs[0].observation_space)
     monitors = [EpisodeMonitor(e.unwrapped, make_expert(task, e)) for e in envs] if cabin else []
     res = EvalResult(task=task, episodes=episodes, successes=0, lengths=[], chunks=0,
@@ -157,7 +161,7 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
             if on_episode is not None:
                 on_episode(len(group), sum(won))
     finally:
-        for env in envs:
+        for env in envs if owned else []:
             env.close()
         if snn is not None:
             snn.record = False
@@ -172,12 +176,14 @@ def _block(args: tuple) -> EvalResult:
 
     checkpoint, task, n, seed0, batch, kwargs = args
     torch.set_num_threads(1)
-    if _WORKER.get("checkpoint") != checkpoint:
-        _WORKER.update(checkpoint=checkpoint, policy=load_policy(checkpoint)[0])
-    return evaluate(_WORKER["policy"], task, n, seed0=seed0, batch=batch, **kwargs)
+    if _WORKER.get("key") != (checkpoint, task, batch):
+        _WORKER.update(key=(checkpoint, task, batch), policy=load_policy(checkpoint)[0],
+                       envs=[make_env(task) for _ in range(batch)])
+    return evaluate(_WORKER["policy"], task, n, seed0=seed0, batch=batch,
+                    envs=_WORKER["envs"], **kwargs)
 
 
-_WORKER: dict = {}  # the policy a worker process loaded
+_WORKER: dict = {}  # a worker process's policy and environments, reused across blocks
 
 
 def evaluate_checkpoint(checkpoint: str, policy: DiffusionPolicy, task: str, episodes: int,
