@@ -374,7 +374,7 @@ def _demo_fingerprint(path: Path) -> str | None:
     for ep in episodes:
         for arr in (*ep.obs.values(), ep.actions, ep.rewards, ep.dones):
             h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(repr((ep.seed, ep.success, sorted(ep.provenance.items()))).encode())
+        h.update(repr((ep.seed, ep.success, sorted(map(repr, ep.provenance.items())))).encode())
     return h.hexdigest()
 
 

@@ -26,7 +26,9 @@ Layout::
 ``obs[t]`` is the observation the action ``actions[t]`` answered; ``rewards[t]`` and
 ``dones[t]`` are what that action produced.
 
-Writing goes to a hidden temporary file beside the target, flushed and fsynced, then
+Files use HDF5 1.10's format (``LIBVER``: checksummed superblock and object headers) and
+every dataset a Fletcher-32 checksum. Writing goes to a hidden temporary file beside the
+target, flushed and fsynced, then
 renamed over the target, so a killed collection never leaves a partial file at the path
 (and an existing file there stays intact until the new one is complete).
 """
@@ -50,6 +52,10 @@ from hardware.errors import SpikeflightError
 from hardware.files import regular_file
 from hardware.sim.obs_order import MATCH_DEMOS, FirstObs, ObsOrderError, resolve_order
 
+# HDF5 1.10's file format: its superblock and object headers carry checksums of their
+# own (the default, earliest format's do not), so damage to the file's structure is
+# caught too; any HDF5 >= 1.10 (h5py >= 2.10, robomimic's readers) reads it
+LIBVER = ("v110", "v110")
 REQUIRED = ("actions", "rewards", "dones")
 PER_STEP = ("states", "executed_actions", "phases")  # optional, one row per step
 _STANDARD_ATTRS = ("num_samples", "seed", "success")
@@ -99,7 +105,7 @@ class DemoWriter:
         if self.path.is_dir():
             raise DatasetError(f"{self.path}: is a directory, expected a .hdf5 file path")
         self._file = AtomicFile(self.path)
-        self._h5 = h5py.File(self._file.path, "w")
+        self._h5 = h5py.File(self._file.path, "w", libver=LIBVER)
         self._data = self._h5.create_group("data")
         self._env_args = dict(env_args)
         self._names: list[str] = []
@@ -286,13 +292,17 @@ def read_episodes(path: str | os.PathLike, task: str | None = None,
             def read(key: str, group: h5py.Group = g) -> np.ndarray | None:
                 return _get(path, group[key]) if key in group else None
 
-            out.append(Episode(
-                obs={k: _get(path, g["obs"][k]) for k in order},
-                actions=read("actions"), rewards=read("rewards"), dones=read("dones"),
-                seed=int(g.attrs.get("seed", -1)), success=bool(g.attrs.get("success", False)),
-                states=read("states"), executed_actions=read("executed_actions"),
-                phases=read("phases"), provenance=_provenance(g.attrs),
-            ))
+            try:
+                out.append(Episode(
+                    obs={k: _get(path, g["obs"][k]) for k in order},
+                    actions=read("actions"), rewards=read("rewards"), dones=read("dones"),
+                    seed=int(g.attrs.get("seed", -1)),
+                    success=bool(g.attrs.get("success", False)),
+                    states=read("states"), executed_actions=read("executed_actions"),
+                    phases=read("phases"), provenance=_provenance(g.attrs),
+                ))
+            except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+                raise DatasetError(f"{path}: data/{name} is corrupt ({exc})") from None
         return out
 
 
