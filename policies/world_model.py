@@ -108,13 +108,14 @@ def checked_arrays(path: str, ep: Any, obs_dim: int, act_dim: int
 
 
 def load_transitions(paths: list[str], obs_dim: int, act_dim: int,
-                     task: str | None = None) -> Transitions:
+                     task: str | None = None,
+                     obs_keys: list[str] | None = None) -> Transitions:
     """Every step of every episode in ``paths`` (successes and failures alike), their
     observation fields in ``task``'s order (``read_episodes``)."""
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "next", "r", "d", "v")}
     n_eps = 0
     for path in paths:
-        for ep in read_episodes(path, task):
+        for ep in read_episodes(path, task, obs_keys):
             obs, act = checked_arrays(path, ep, obs_dim, act_dim)
             n = ep.length
             cols["obs"].append(obs)

@@ -54,12 +54,12 @@ class Windows:
 
 
 def load_windows(paths: list[str], obs_dim: int, act_dim: int, horizon: int,
-                 task: str | None = None) -> Windows:
+                 task: str | None = None, obs_keys: list[str] | None = None) -> Windows:
     """H-step windows of every episode in ``paths`` (module docstring), observation
     fields in ``task``'s order (``read_episodes``)."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("o", "a", "t", "r", "d")}
     for path in paths:
-        for ep in read_episodes(path, task):
+        for ep in read_episodes(path, task, obs_keys):
             obs, act = checked_arrays(path, ep, obs_dim, act_dim)
             n = ep.length
             pad = np.concatenate([act, np.repeat(act[-1:], horizon - 1, axis=0)])

@@ -13,8 +13,9 @@ import typer
 from rich.table import Table
 
 from hardware.errors import SpikeflightError
+from hardware.sim.obs_order import parse_obs_keys
 from tools import json_out
-from tools.options import output_dir, output_file
+from tools.options import ObsKeys, output_dir, output_file
 from tools.plotting import pyplot, save_png
 from tools.progress import console, progress_bar
 
@@ -58,6 +59,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(2, "--threads", min=1),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
+    obs_keys: ObsKeys = None,
 ) -> None:
     """Train the teacher world model (an ensemble of probabilistic MLPs: next observation,
     reward and success per step, with its uncertainty) on every step of the episodes."""
@@ -71,7 +73,8 @@ def train(
     cfg = WorldModelConfig(obs_dim, act_dim, members, list(parse_widths(hidden)))
     tcfg = WorldModelTrainConfig(iterations=iterations, batch_size=batch_size, lr=lr,
                                  checkpoint_every=checkpoint_every, seed=seed, threads=threads)
-    trans = load_transitions([str(p) for p in data], obs_dim, act_dim, task)
+    trans = load_transitions([str(p) for p in data], obs_dim, act_dim, task,
+                             parse_obs_keys(obs_keys))
     console.print(f"world model of {task}: {len(trans)} steps from {trans.episodes} episodes, "
                   f"{members} members x {cfg.hidden} -> {out}")
     _, losses = _with_progress("train world model", iterations, lambda on_step:
@@ -97,6 +100,7 @@ def distill(
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(2, "--threads", min=1),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
+    obs_keys: ObsKeys = None,
 ) -> None:
     """Distil the compact student world model (one prediction per H actions) from the
     teacher, on the episodes' windows with demonstrated and perturbed actions."""
@@ -114,7 +118,7 @@ def distill(
     dcfg = DistillConfig(iterations=iterations, batch_size=batch_size, lr=lr, sigma=sigma,
                          checkpoint_every=checkpoint_every, seed=seed, threads=threads)
     windows = load_windows([str(p) for p in data], cfg.obs_dim, cfg.act_dim, horizon,
-                           tcfg["task"])
+                           tcfg["task"], parse_obs_keys(obs_keys))
     console.print(f"student of {tcfg['task']}: {len(windows)} windows of {horizon} steps, "
                   f"hidden {cfg.hidden} -> {out}")
     student, _ = _with_progress("distil world model", iterations, lambda on_step: run_distill(
@@ -152,6 +156,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     plot_out: Path | None = typer.Option(None, "--plot", help="PNG of the error against k",
                                          callback=output_file),
+    obs_keys: ObsKeys = None,
 ) -> None:
     """k-step open-loop prediction error (k = 1..horizon) on recorded episodes, in the
     models' normalised observation units, beside the no-change baseline; teacher or
@@ -161,7 +166,7 @@ def evaluate(
     from policies.world_model_eval import kstep_errors
 
     loaded = [load_any(run) for run in runs]
-    episodes = read_episodes(data, loaded[0][1]["task"])
+    episodes = read_episodes(data, loaded[0][1]["task"], parse_obs_keys(obs_keys))
     results = []
     for run, (model, cfg) in zip(runs, loaded, strict=True):
         res = kstep_errors(model, episodes, horizon, stride)

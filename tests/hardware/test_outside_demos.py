@@ -141,3 +141,15 @@ def test_cli_trains_on_an_outside_file_and_refuses_an_ambiguous_one(tmp_path: Pa
               "--batch-size", "8", "--obs-keys",
               "robot0_eef_pos,object-state,robot0_gripper_qpos,robot0_eef_vel,object_vel")
     assert res.returncode == 0, res.stderr
+
+
+def test_world_model_training_takes_the_order_too(tmp_path: Path) -> None:
+    ambiguous = tmp_path / "ambiguous.hdf5"
+    write_outside_file(ambiguous, "make_ambiguous")
+    args = ["train", "world-model", "--task", f"{FIX}:make_ambiguous", "-d", str(ambiguous),
+            "-n", "2", "--members", "1", "--hidden", "8", "--threads", "1"]
+    res = cli(*args, "-o", str(tmp_path / "wm"))
+    assert res.returncode == 2 and "ambiguous" in res.stderr and not (tmp_path / "wm").exists()
+    res = cli(*args, "-o", str(tmp_path / "wm"), "--obs-keys",
+              "robot0_eef_pos,object,robot0_gripper_qpos,robot0_eef_vel,object_vel")
+    assert res.returncode == 0, res.stderr
