@@ -34,6 +34,7 @@ from hardware.sim.registry import task_env
 MATCH_DEMOS = 5  # demos whose first observation is compared with a seeded reset
 MATCH_ATOL = 1e-5  # absolute tolerance of that comparison (float32 files round)
 MAX_LISTED = 3  # candidate orders named in an ambiguity error
+MAX_CANDIDATES = 1000  # orders enumerated per reset before the file counts as ambiguous
 
 
 class ObsOrderError(SpikeflightError):
@@ -92,10 +93,15 @@ def env_layout(env: gym.Env) -> list[str] | None:
 
 
 def _orders_matching(target: np.ndarray, fields: dict[str, np.ndarray]) -> list[list[str]]:
-    """Every order of all of ``fields`` whose concatenation equals ``target``."""
+    """Every order of all of ``fields`` whose concatenation equals ``target``; more than
+    ``MAX_CANDIDATES`` (many equal fields: the orders grow factorially) is an error."""
     found: list[list[str]] = []
 
     def extend(pos: int, used: list[str]) -> None:
+        if len(found) > MAX_CANDIDATES:
+            raise ObsOrderError(f"more than {MAX_CANDIDATES} orders of the observation "
+                                "fields reproduce env.reset(seed) (many fields are equal "
+                                "at reset): pass --obs-keys")
         if len(used) == len(fields):
             if pos == target.size:
                 found.append(list(used))

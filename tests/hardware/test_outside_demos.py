@@ -153,3 +153,13 @@ def test_world_model_training_takes_the_order_too(tmp_path: Path) -> None:
     res = cli(*args, "-o", str(tmp_path / "wm"), "--obs-keys",
               "robot0_eef_pos,object,robot0_gripper_qpos,robot0_eef_vel,object_vel")
     assert res.returncode == 0, res.stderr
+
+
+def test_many_equal_fields_are_ambiguous_without_enumerating_every_order() -> None:
+    from hardware.sim.obs_order import MAX_CANDIDATES, _orders_matching
+
+    fields = {f"f{i}": np.zeros(2) for i in range(12)}  # 12! orders would match
+    with pytest.raises(ObsOrderError, match=f"more than {MAX_CANDIDATES} orders"):
+        _orders_matching(np.zeros(24), fields)
+    assert _orders_matching(np.arange(4.0), {"a": np.array([2.0, 3.0]),
+                                             "b": np.array([0.0, 1.0])}) == [["b", "a"]]
