@@ -34,8 +34,9 @@ def check_values(path: str | Path, name: str, arr: np.ndarray, where: str) -> No
     if bad.any():
         row = int(np.argwhere(bad)[0, 0])
         value = float(arr.reshape(arr.shape[0], -1)[row][bad.reshape(arr.shape[0], -1)[row]][0])
-        raise DemoDataError(f"{path}: {name} value {value:g} of {where}, step {row}, is not "
-                            f"a finite number of magnitude <= {MAX_ABS_VALUE:g}")
+        raise DemoDataError(f"{path}: {name} of {where}, step {row}: {value:g} is a "
+                            f"non-finite value or beyond +-{MAX_ABS_VALUE:g} (training runs "
+                            "in float32)")
 
 @dataclass
 class BcData:

@@ -331,7 +331,7 @@ def test_evaluation_gives_the_same_result_for_any_worker_count(tmp_path: Path) -
     assert one.lengths == two.lengths and one.successes == two.successes
     assert one.chunks == two.chunks and one.spike_samples == two.spike_samples > 0
     np.testing.assert_allclose(one.firing_rates, two.firing_rates, rtol=1e-12)
-    res = cli("eval", str(tmp_path / "r"), "-n", "7", "--workers", "2", "--batch", "3",
+    res = cli("eval", str(tmp_path / "r"), "-n", "7", "--workers", "1", "--batch", "3",
               "--ddim-steps", "3", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["mean_episode_length"] == sum(one.lengths) / 7

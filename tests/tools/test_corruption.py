@@ -12,7 +12,7 @@ import pytest
 
 from tests.corruption import Outcome, build_cases, make_inputs, run_case, table
 
-SAMPLE = 26  # cases in the default suite: every verb, then a seeded draw of the rest
+SAMPLE = 14  # cases in the default suite: every verb, then a seeded draw of the rest
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_a_seeded_sample_of_damage_is_refused_in_one_line(inputs, tmp_path: Path
     rng = np.random.default_rng(0)
     first = {}
     for i, c in enumerate(cases):
-        first.setdefault((c.kind, c.verb), i)
+        first.setdefault(c.verb, i)
     rest = [i for i in range(len(cases)) if i not in first.values()]
     picked = sorted([*first.values(), *rng.choice(rest, SAMPLE - len(first), replace=False)])
     outcomes = _run([cases[i] for i in picked])
