@@ -165,6 +165,7 @@ def _flash_proc(image: Path, link: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # 20 killed uploads of 3.3 MB: about 90 s (make test-all)
 def test_a_killed_client_resumes_where_the_device_stopped(fleet, device_storage, big_images
                                                           ) -> None:
     rng = np.random.default_rng(21)
