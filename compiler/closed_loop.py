@@ -42,14 +42,14 @@ class CompiledPolicy:
         return self
 
     def _eps(self, obs: np.ndarray):
-        state = self.net.state_current(obs)  # once per chunk
+        state, bias = self.net.state_current(obs), self.net.output_bias(obs)  # once per chunk
 
         def run(x: np.ndarray, k: np.ndarray) -> np.ndarray:
             current = self.net.first_layer_current(x, k, obs, state)
             if self.core is None:
-                return self.net.readout(self.net.spike_counts(current)[-1], obs)
+                return self.net.readout(self.net.spike_counts(current)[-1], bias)
             last = self.core.run(self.core.quantize_input(current))[-1]
-            return self.net.readout(last.sum(0).astype(np.float64), obs)
+            return self.net.readout(last.sum(0).astype(np.float64), bias)
         return run
 
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None,

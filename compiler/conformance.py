@@ -98,7 +98,7 @@ def lava_float_vs_onnx(net: FoldedNet, sess: ort.InferenceSession,
                        golden: Calibration) -> dict[str, float]:
     cur = net.first_layer_current(golden.x, golden.k, golden.obs).transpose(1, 0, 2)
     rasters = run_core(net, cur, "floating_pt")
-    lava_eps = net.readout(rasters[-1].sum(1).astype(np.float64), golden.obs)
+    lava_eps = net.readout(rasters[-1].sum(1).astype(np.float64), net.output_bias(golden.obs))
     onnx_e = onnx_eps(sess, np.float64)(golden.x, golden.k, golden.obs)
     per = np.abs(lava_eps - onnx_e).max(1)
     return {"vectors": len(golden), "max_abs_eps_error": float(per.max()),
@@ -110,16 +110,17 @@ def quantized_vs_float(net: FoldedNet, core: FixedCore, sampler: Sampler, obs: n
     """Action RMSE (normalised) of fixed vs float chunks and both networks' firing rates."""
     rates_f: list[np.ndarray] = []
     rates_q: list[np.ndarray] = []
+    state, bias = net.state_current(obs), net.output_bias(obs)  # once per chunk
 
     def float_eps(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-        counts = net.spike_counts(net.first_layer_current(x, k, obs))
+        counts = net.spike_counts(net.first_layer_current(x, k, obs, state))
         rates_f.append(np.array([c.mean() for c in counts]) / net.micro_steps)
-        return net.readout(counts[-1], obs)
+        return net.readout(counts[-1], bias)
 
     def fixed_eps(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-        rasters = core.run(core.quantize_input(net.first_layer_current(x, k, obs)))
+        rasters = core.run(core.quantize_input(net.first_layer_current(x, k, obs, state)))
         rates_q.append(np.array([r.mean() for r in rasters]))
-        return net.readout(rasters[-1].sum(0).astype(np.float64), obs)
+        return net.readout(rasters[-1].sum(0).astype(np.float64), bias)
 
     size = net.action_size
     ref = sampler.sample(float_eps, len(obs), size, np.random.default_rng(seed))

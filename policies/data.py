@@ -30,13 +30,15 @@ class DemoDataError(SpikeflightError):
 def check_values(path: str | Path, name: str, arr: np.ndarray, where: str) -> None:
     """``DemoDataError`` naming the first step of ``arr`` that is not finite or whose
     magnitude exceeds ``MAX_ABS_VALUE`` (training runs in float32)."""
-    bad = ~np.isfinite(arr) | (np.abs(np.nan_to_num(arr)) > MAX_ABS_VALUE)
+    flat = np.asarray(arr).reshape(len(arr), -1)
+    bad = ~np.isfinite(flat) | (np.abs(np.nan_to_num(flat)) > MAX_ABS_VALUE)
     if bad.any():
-        row = int(np.argwhere(bad)[0, 0])
-        value = float(arr.reshape(arr.shape[0], -1)[row][bad.reshape(arr.shape[0], -1)[row]][0])
+        row, col = np.argwhere(bad)[0]
+        value = float(flat[row, col])
         raise DemoDataError(f"{path}: {name} of {where}, step {row}: {value:g} is a "
                             f"non-finite value or beyond +-{MAX_ABS_VALUE:g} (training runs "
                             "in float32)")
+
 
 @dataclass
 class BcData:

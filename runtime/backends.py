@@ -112,15 +112,16 @@ class LavaBackend(Backend):
         net, core = self.policy.net, self.policy.core
         spikes = np.zeros((len(ks), len(net.widths)))
         x = np.array(x, np.float64)
+        state, bias = net.state_current(obs), net.output_bias(obs)  # once per chunk
         for i, k in enumerate(ks):
             kk = np.full(len(x), k, np.int64)
-            a_in = core.quantize_input(net.first_layer_current(x, kk, obs))  # (T, B, H1)
+            a_in = core.quantize_input(net.first_layer_current(x, kk, obs, state))  # (T, B, H1)
             counts = []
             for b in range(len(x)):  # Lava runs one evaluation per call
                 rasters = self.lava.run(a_in[:, b:b + 1].transpose(1, 0, 2))
                 spikes[i] += [r.sum() for r in rasters]
                 counts.append(rasters[-1][0].sum(0))
-            eps = net.readout(np.asarray(counts, np.float64), obs)
+            eps = net.readout(np.asarray(counts, np.float64), bias)
             x = self.policy.sampler.step(x, eps, coef[i], z[i])
         return x, spikes
 

@@ -119,17 +119,17 @@ class FoldedNet:
                     cur = spk @ self.hidden_w[i].T + self.hidden_b[i]
         return counts
 
-    def readout(self, last_counts: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """eps from the last population's spike counts (B, H_L) and the observations
-        ``s`` (B, obs_dim) the bias depends on (``output_bias``)."""
-        return last_counts @ self.readout_w.T / self.micro_steps + self.output_bias(s)
+    def readout(self, last_counts: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """eps = W_out counts / T + bias, from the last population's spike counts (B, H_L)
+        and ``bias = output_bias(s)`` (B, A), the same for every denoising step of a chunk."""
+        return last_counts @ self.readout_w.T / self.micro_steps + bias
 
     def eps(self, x: np.ndarray, k: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Predicted noise (B, A): the whole denoising evaluation of T micro-steps (for the
         ANN twin: ``h_1 = relu(I_1)``, ``h_{l+1} = relu(W_l h_l + b_l)``, ``W_out h_L + b``)."""
         current = self.first_layer_current(x, k, s)
         if self.spiking:
-            return self.readout(self.spike_counts(current)[-1], s)
+            return self.readout(self.spike_counts(current)[-1], self.output_bias(s))
         h = np.maximum(current[0], 0.0)
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = np.maximum(h @ w.T + b, 0.0)

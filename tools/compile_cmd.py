@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -76,10 +75,12 @@ def compile_cmd(
         table.add_row(name, f"{sec:.1f}")
     console.print(table)
     if report_json is not None:
-        report_json.write_text(json.dumps({"manifest": result.manifest,
-                                           "compile_seconds": seconds,
-                                           "stage_seconds": dict(result.stage_seconds)},
-                                          indent=1))
+        from hardware.atomic import AtomicFile
+        from tools.json_out import dumps
+
+        with AtomicFile(report_json) as tmp:
+            tmp.write_text(dumps({"manifest": result.manifest, "compile_seconds": seconds,
+                                  "stage_seconds": dict(result.stage_seconds)}, indent=1))
     console.print(f"wrote {out} ({len(result.image):,} bytes, target {target}) in {seconds:.1f} s")
 
 

@@ -91,16 +91,19 @@ def profile_cmd(
     budget_j: float | None = typer.Option(None, "--budget-j-per-episode",
                                           help="energy budget per episode (J)"),
     warn_at: float = typer.Option(0.9, "--warn-at", help="WARN above this fraction of a budget"),
-    csv_out: Path | None = typer.Option(None, "--csv", help="per-chunk table"),
-    json_out: Path | None = typer.Option(None, "--json", help="the whole record"),
-    parquet_out: Path | None = typer.Option(None, "--parquet", help="per-chunk table"),
-    plot_out: Path | None = typer.Option(None, "--plot", help="PNG: power over time, phases"),
+    csv_out: Path | None = typer.Option(None, "--csv", callback=output_file,
+                                        help="per-chunk table"),
+    json_out: Path | None = typer.Option(None, "--json", callback=output_file,
+                                         help="the whole record"),
+    parquet_out: Path | None = typer.Option(None, "--parquet", callback=output_file,
+                                            help="per-chunk table"),
+    plot_out: Path | None = typer.Option(None, "--plot", callback=output_file,
+                                         help="PNG: power over time, phases"),
 ) -> None:
     """Fly IMAGE and account its energy per chunk, episode and phase, per model and sensor;
     budget verdicts set the exit code (0 PASS, 3 WARN, 4 FAIL)."""
     from tools import power_report as rep
 
-    _outputs(csv_out, json_out, parquet_out, plot_out)
     if not 0 < warn_at <= 1:
         raise SpikeflightError(f"--warn-at must be in (0, 1], got {warn_at}")
     for b, name in ((budget_w, "--budget-w"), (budget_j, "--budget-j-per-episode")):
@@ -114,17 +117,6 @@ def profile_cmd(
     rep.render(record, found)
     _export(record, csv_out, json_out, parquet_out, plot_out, budget_w)
     raise typer.Exit(rep.exit_code(found))
-
-
-def _outputs(csv_out: Path | None, json_out: Path | None, parquet_out: Path | None,
-             plot_out: Path | None) -> None:
-    """Refuse an output that cannot be written before the flight starts."""
-    from hardware.files import writable_output
-
-    for path, opt in ((csv_out, "--csv"), (json_out, "--json"), (parquet_out, "--parquet"),
-                      (plot_out, "--plot")):
-        if path is not None:
-            writable_output(path, opt)
 
 
 def _export(record: dict, csv_out: Path | None, json_out: Path | None,
@@ -154,7 +146,6 @@ def report_cmd(
     """Re-render a saved profile (budgets default to the ones it was profiled against)."""
     from tools import power_report as rep
 
-    _outputs(csv_out, None, parquet_out, plot_out)
     rec = rep.read_json(record)
     saved = rec.get("budget") or {}
     budget_w = budget_w if budget_w is not None else saved.get("watts")
@@ -174,11 +165,9 @@ def compare_cmd(
     episodes: int = typer.Option(10, "--episodes", "-n", min=1),
     seed: int = typer.Option(10_000, "--seed"),
     model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m"),
-    json_out: Path | None = typer.Option(None, "--json"),
+    json_out: Path | None = typer.Option(None, "--json", callback=output_file),
 ) -> None:
     """Profile two images on the same seeds and print them side by side with A/B ratios."""
-    import json
-
     recs = [_run(img, pubkey, task, episodes, seed, model, None, True, "onnx", 0.01)
             for img in (image_a, image_b)]
     table = Table("", image_a.name, image_b.name, "A / B", title="power compare")
@@ -198,7 +187,6 @@ def compare_cmd(
                           "n/a" if vb is None else f"{vb:.3e}", ratio)
     console.print(table)
     if json_out is not None:
-        from hardware.atomic import AtomicFile
+        from tools import power_report as rep
 
-        with AtomicFile(json_out) as tmp:
-            tmp.write_text(json.dumps({"a": recs[0], "b": recs[1]}, indent=1))
+        rep.write_json({"a": recs[0], "b": recs[1]}, json_out)

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from hardware.atomic import AtomicFile
 from hardware.errors import SpikeflightError
+from tools.json_out import dumps
 from tools.progress import console
 
 EXIT = {"PASS": 0, "WARN": 3, "FAIL": 4}
@@ -111,7 +112,7 @@ def render(record: dict[str, Any], found: list[dict[str, Any]]) -> None:
 
 def write_json(record: dict[str, Any], path: Path) -> None:
     with AtomicFile(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1))
+        tmp.write_text(dumps(record, indent=1))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -149,7 +150,7 @@ def write_parquet(record: dict[str, Any], path: Path) -> None:
 
     cols, rows = chunk_table(record)
     table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
-    table = table.replace_schema_metadata({"spikeflight": json.dumps(
+    table = table.replace_schema_metadata({"spikeflight": dumps(
         {k: record[k] for k in ("task", "target", "kind", "image_sha256", "models")})})
     with AtomicFile(path) as tmp:
         pq.write_table(table, str(tmp))

@@ -74,7 +74,8 @@ def test_onnx_fixed_point_is_bit_exact_with_the_reference(tiny_runs: dict[str, P
         np.testing.assert_array_equal(g.astype(bool), r)
     assert 0.02 < np.mean(ref[-1]) < 0.9  # the comparison is not between silent networks
     eps = session(build_fixed_eval(net, core)).run(["eps"], _feed(obs, x, k))[0]
-    np.testing.assert_array_equal(eps, net.readout(ref[-1].sum(0).astype(np.float64), obs))
+    counts = ref[-1].sum(0).astype(np.float64)
+    np.testing.assert_array_equal(eps, net.readout(counts, net.output_bias(obs)))
 
 
 def test_onnx_fixed_point_wraps_the_current_like_lava() -> None:
@@ -142,7 +143,7 @@ def test_chunk_graphs_equal_the_numpy_sampler(tiny_runs: dict[str, Path],
 
     def fixed_eps(x, k):
         last = core.run(core.quantize_input(net.first_layer_current(x, k, obs)))[-1]
-        return net.readout(last.sum(0).astype(np.float64), obs)
+        return net.readout(last.sum(0).astype(np.float64), net.output_bias(obs))
 
     for c, eps_fn in ((None, lambda x, k: net.eps(x, k, obs)), (core, fixed_eps)):
         x, z = sampler.draw(np.random.default_rng(5), len(obs), net.action_size, len(ks))

@@ -84,8 +84,8 @@ def test_folded_graphs_and_torch_agree(readout_runs: dict[str, Path], kind: str)
     core = quantize_net(net, net.first_layer_current(x, k, obs), LOIHI2, groups=2).core
     ref = core.run(core.quantize_input(net.first_layer_current(x, k, obs)))[-1]
     fixed = conf.session(build_fixed_eval(net, core)).run(["eps"], {"obs": obs, "x": x, "k": k})
-    np.testing.assert_allclose(fixed[0], net.readout(ref.sum(0).astype(np.float64), obs),
-                               atol=1e-12)
+    counts = ref.sum(0).astype(np.float64)
+    np.testing.assert_allclose(fixed[0], net.readout(counts, net.output_bias(obs)), atol=1e-12)
     ks, coef = sampler.coefficients(None)
     xs, z = sampler.draw(np.random.default_rng(5), 6, net.action_size, len(ks))
     want = sampler.sample(lambda xx, kk: net.eps(xx, kk, obs[:6]), 6, net.action_size,
