@@ -41,6 +41,7 @@ import torch
 from compiler.calibrate import expert_episodes
 from compiler.onnx_builder import GraphBuilder, model, value
 from hardware.energy import CMOS45
+from hardware.sim.layout import obs_fields
 from policies.normalize import MIN_RANGE
 from policies.world_model_distill import load_student
 from policies.world_model_student import StudentWorldModel
@@ -181,7 +182,7 @@ def calibrate(student: StudentWorldModel, graph: onnx.ModelProto, task: str,
         raise ValueError(f"calibration episodes of {task} are shorter than "
                          f"{WINDOW * h} steps")
     env = make_env(task)
-    fields = velocity_fields(env.unwrapped.obs_layout())
+    fields = velocity_fields(obs_fields(env) or [])  # none published: no envelope
     env.close()
     envelope = [{"field": f.name, "start": f.start, "size": f.size, "limit": ENVELOPE_FACTOR
                  * float(np.linalg.norm(every[:, f.slice], axis=1).max())} for f in fields]

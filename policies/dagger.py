@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,12 @@ from hardware.atomic import AtomicFile
 from hardware.sim.collect import obs_splitter
 from hardware.sim.dataset import DemoWriter, Episode, open_demos, read_episodes
 from hardware.sim.dataset import env_args as read_env_args
-from hardware.sim.registry import make_env, make_expert
+from hardware.sim.layout import obs_fields
+from hardware.sim.registry import make_env, make_expert, task_env
 from policies.bc import TrainConfig, train_bc
 from policies.checkpoint import CONFIG, WEIGHTS, load_policy
 from policies.config import PolicyConfig
-from policies.data import load_bc_data
+from policies.data import DemoDataError, load_bc_data
 from policies.policy import DiffusionPolicy
 
 DAGGER_SEED0 = 20_000
@@ -164,9 +165,25 @@ def _write_state(out_dir: Path, records: list[RoundRecord], meta: dict[str, Any]
                        encoding="utf-8")
 
 
-def _write_aggregate(path: Path, demos: Path, new: list[Episode], env_args: dict) -> int:
-    """Write demos + ``new`` episodes (atomically); returns the episode count."""
-    old = read_episodes(demos)
+def expert_demos(demos: Path, task: str,
+                 obs_keys: Sequence[str] | None = None) -> tuple[list[Episode], list[str]]:
+    """The demonstrations in ``task``'s observation order (``read_episodes``), their fields
+    renamed to the environment's names (the relabelled rollouts' names, so the aggregate
+    has one set), and those names."""
+    episodes = read_episodes(demos, task, obs_keys)
+    with task_env(task) as env:
+        names = [f.name for f in obs_fields(env) or []]
+    if len(names) != len(episodes[0].obs):
+        raise DemoDataError(f"{demos}: {len(episodes[0].obs)} observation fields, {task}'s "
+                            f"environment has {len(names)} ({', '.join(names)})")
+    for ep in episodes:
+        ep.obs = dict(zip(names, ep.obs.values(), strict=True))
+    return episodes, names
+
+
+def _write_aggregate(path: Path, old: list[Episode], new: list[Episode], env_args: dict) -> int:
+    """Write the demonstrations ``old`` + ``new`` episodes (atomically); returns the
+    episode count."""
     with DemoWriter(path, env_args) as writer:
         for ep in old + new:
             writer.add(ep)
@@ -212,17 +229,21 @@ def run_dagger(task: str, demos: Path, out_dir: Path, policy_cfg: PolicyConfig,
                train_cfg: TrainConfig, cfg: DaggerConfig,
                on_step: Callable[[int, int, float], None] | None = None,
                on_episode: EpisodeCallback | None = None,
-               on_round: RoundCallback | None = None) -> DaggerResult:
+               on_round: RoundCallback | None = None,
+               obs_keys: Sequence[str] | None = None) -> DaggerResult:
     """Round 0 (BC on ``demos``) then ``cfg.rounds`` DAgger rounds in ``out_dir``;
     resumes a stopped run. ``on_step(round, iteration, loss)``, ``on_episode(round,
-    episode)`` and ``on_round(record)`` report progress."""
+    episode)`` and ``on_round(record)`` report progress; ``obs_keys``: the demonstration
+    file's field order where it does not state it (``hardware.sim.obs_order``)."""
+    with open_demos(demos) as fh:
+        env_args = read_env_args(fh)
+    old, names = expert_demos(demos, task, obs_keys)  # before anything is written
+    env_args = {**env_args, "obs_keys": names}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = _read_state(out_dir)
     meta = {"task": task, "demos": str(demos), "config": asdict(cfg),
             "train": asdict(train_cfg)}
-    with open_demos(demos) as fh:
-        env_args = read_env_args(fh)
     obs_dim, act_dim = policy_cfg.obs_dim, policy_cfg.act_dim
     collected: list[Episode] = []
     for r in range(cfg.rounds + 1):
@@ -236,10 +257,11 @@ def run_dagger(task: str, demos: Path, out_dir: Path, policy_cfg: PolicyConfig,
         data_path = demos
         if r > 0:
             data_path = out_dir / AGGREGATE
-            _write_aggregate(data_path, demos, collected,
+            _write_aggregate(data_path, old, collected,
                              {**env_args, "dagger_rounds": r,
                               "source": f"{env_args.get('source', 'expert')} + dagger"})
-        data = load_bc_data(data_path, policy_cfg.chunk, obs_dim, act_dim)
+        data = load_bc_data(data_path, policy_cfg.chunk, obs_dim, act_dim, task,
+                            obs_keys if r == 0 else None)
         tcfg = train_cfg if r == 0 else replace(train_cfg, iterations=cfg.round_iterations,
                                                 seed=train_cfg.seed + r)
         step_cb = None if on_step is None else (lambda i, loss, r=r: on_step(r, i, loss))

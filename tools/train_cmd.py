@@ -184,13 +184,16 @@ def dagger(
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
+    obs_keys: ObsKeys = None,
 ) -> None:
     """Behaviour cloning, then DAgger rounds: roll out the learner (mixed with the expert),
     label every visited state with the scripted expert, aggregate, retrain. The run
     directory ends up an ordinary checkpoint; started again, it resumes."""
+    from hardware.sim.obs_order import parse_obs_keys
     from hardware.sim.registry import TASKS
     from policies.dagger import DaggerConfig, run_dagger
 
+    keys = parse_obs_keys(obs_keys)
     if task not in TASKS:
         raise SpikeflightError(f"DAgger needs a scripted expert: --task must be one of "
                                f"{', '.join(TASKS)}, got {task!r}")
@@ -228,7 +231,7 @@ def dagger(
             console.print(f"round {rec.round}: {what}; trained on {rec.samples} samples")
 
         res = run_dagger(task, demos, out, cfg, tcfg, dcfg, on_step=on_step,
-                         on_episode=on_episode, on_round=on_round)
+                         on_episode=on_episode, on_round=on_round, obs_keys=keys)
     console.print(f"done: {len(res.rounds)} rounds; checkpoint {out}")
 
 

@@ -36,7 +36,6 @@ directory.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -46,6 +45,7 @@ import numpy as np
 from hardware.sim import grasp as grasping
 from hardware.sim import rotations as rot
 from hardware.sim.grasp import Grasp
+from hardware.sim.layout import ObsField
 from hardware.sim.scene import FINGER_OPEN_M, GRIP_OFFSET_M, SUBSTEPS, TaskScene, build_mjcf
 
 _log = logging.getLogger("spikeflight.sim")
@@ -69,20 +69,6 @@ BASE_OBS_FIELDS: tuple[tuple[str, int, str], ...] = (
 # Model arrays a reset may randomize: saved and restored with the simulator state.
 _MODEL_STATE = ("body_mass", "body_inertia", "body_pos", "body_quat", "geom_friction",
                 "dof_damping", "dof_frictionloss", "jnt_stiffness", "eq_data")
-
-
-@dataclass(frozen=True)
-class ObsField:
-    """One named slice of the observation vector."""
-
-    name: str
-    start: int
-    size: int
-    doc: str
-
-    @property
-    def slice(self) -> slice:
-        return slice(self.start, self.start + self.size)
 
 
 class CabinEnv(gym.Env):

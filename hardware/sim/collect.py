@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from hardware.sim.dataset import Episode
+from hardware.sim.layout import obs_fields
 from hardware.sim.registry import TASKS, TaskError, load_callable, make_env, make_expert
 
 __all__ = ["Rollout", "env_args_for", "obs_splitter"]
@@ -17,10 +18,9 @@ __all__ = ["Rollout", "env_args_for", "obs_splitter"]
 def obs_splitter(env: gym.Env) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """Split a (T, D) observation array into named fields: the cabin layout, or one
     field ``obs`` for environments without a layout."""
-    layout = getattr(env.unwrapped, "obs_layout", None)
-    if layout is None:
+    fields = obs_fields(env)
+    if fields is None:
         return lambda obs: {"obs": obs}
-    fields = layout()
     return lambda obs: {f.name: obs[:, f.slice] for f in fields}
 
 
@@ -34,8 +34,7 @@ def env_args_for(task: str, env: gym.Env, source: str, noise: float = 0.0,
         sf_version = version("spikeflight")
     except PackageNotFoundError:
         sf_version = "unknown"
-    layout = getattr(env.unwrapped, "obs_layout", None)
-    fields = layout() if layout else []
+    fields = obs_fields(env) or []
     return {
         "env_name": task,
         "type": "spikeflight-cabin" if task in TASKS else "gymnasium",

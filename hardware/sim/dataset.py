@@ -27,7 +27,10 @@ Layout::
 ``dones[t]`` are what that action produced.
 
 Files use HDF5 1.10's format (``LIBVER``: checksummed superblock and object headers) and
-every dataset a Fletcher-32 checksum. Writing goes to a hidden temporary file beside the
+every dataset a Fletcher-32 checksum. Strings (``env_args``, provenance, the masks) are
+stored fixed-length (``_text``, ``_put_names``): a variable-length string lives in HDF5's
+global heap, which no checksum covers, while a fixed-length attribute lives in its
+checksummed object header. Writing goes to a hidden temporary file beside the
 target, flushed and fsynced, then
 renamed over the target, so a killed collection never leaves a partial file at the path
 (and an existing file there stays intact until the new one is complete).
@@ -130,19 +133,18 @@ class DemoWriter:
         g.attrs["seed"] = ep.seed
         g.attrs["success"] = bool(ep.success)
         for key, value in ep.provenance.items():
-            g.attrs[key] = value
+            g.attrs[key] = _text(value) if isinstance(value, str) else value
         self._names.append(name)
         self._steps += ep.length
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
         self._data.attrs["total"] = self._steps
-        self._data.attrs["env_args"] = json.dumps(self._env_args)
+        self._data.attrs["env_args"] = _text(json.dumps(self._env_args))
         n_valid = len(self._names) // 10
         mask = self._h5.create_group("mask")
-        dt = h5py.string_dtype()
-        mask.create_dataset("train", data=np.array(self._names[n_valid:], dtype=object), dtype=dt)
-        mask.create_dataset("valid", data=np.array(self._names[:n_valid], dtype=object), dtype=dt)
+        _put_names(mask, "train", self._names[n_valid:])
+        _put_names(mask, "valid", self._names[:n_valid])
         self._h5.close()
         return self._file.commit()
 
@@ -266,6 +268,24 @@ def _put(group: h5py.Group, name: str, data: np.ndarray) -> None:
     group.create_dataset(name, data=data, fletcher32=data.size > 0)
 
 
+def _text(value: str) -> np.bytes_:
+    """A string as a fixed-length UTF-8 value (HDF5 keeps it in the checksummed object
+    header; h5py reads it back as ``bytes``, which ``_str`` and ``json.loads`` take)."""
+    return np.bytes_(value.encode())
+
+
+def _str(value: Any) -> Any:
+    """An attribute as Python text where it is text, fixed-length or not."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _put_names(group: h5py.Group, name: str, names: list[str]) -> None:
+    """Demo names as a fixed-length byte-string dataset (robomimic's filter-key form),
+    checksummed like every other dataset."""
+    width = max((len(n) for n in names), default=1)
+    group.create_dataset(name, data=np.array(names, dtype=f"S{width}"), fletcher32=bool(names))
+
+
 def _get(path: str | os.PathLike, ds: h5py.Dataset, index: Any = ()) -> np.ndarray:
     """``ds[index]`` (the whole dataset by default); a chunk failing its checksum (or
     unreadable) is a one-line ``DatasetError`` naming the file and the dataset."""
@@ -285,25 +305,30 @@ def read_episodes(path: str | os.PathLike, task: str | None = None,
     listing order where no order can be established."""
     with open_demos(path) as fh:
         order, _ = observation_order(path, fh, task, obs_keys, strict)
-        out = []
-        for name in demo_names(fh):
-            g = fh["data"][name]
+        return _episodes(path, fh, order)
 
-            def read(key: str, group: h5py.Group = g) -> np.ndarray | None:
-                return _get(path, group[key]) if key in group else None
 
-            try:
-                out.append(Episode(
-                    obs={k: _get(path, g["obs"][k]) for k in order},
-                    actions=read("actions"), rewards=read("rewards"), dones=read("dones"),
-                    seed=int(g.attrs.get("seed", -1)),
-                    success=bool(g.attrs.get("success", False)),
-                    states=read("states"), executed_actions=read("executed_actions"),
-                    phases=read("phases"), provenance=_provenance(g.attrs),
-                ))
-            except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
-                raise DatasetError(f"{path}: data/{name} is corrupt ({exc})") from None
-        return out
+def _episodes(path: str | os.PathLike, fh: h5py.File, order: Sequence[str]) -> list[Episode]:
+    """The episodes of an open file, observation fields in ``order``."""
+    out = []
+    for name in demo_names(fh):
+        g = fh["data"][name]
+
+        def read(key: str, group: h5py.Group = g) -> np.ndarray | None:
+            return _get(path, group[key]) if key in group else None
+
+        try:
+            out.append(Episode(
+                obs={k: _get(path, g["obs"][k]) for k in order},
+                actions=read("actions"), rewards=read("rewards"), dones=read("dones"),
+                seed=int(g.attrs.get("seed", -1)),
+                success=bool(g.attrs.get("success", False)),
+                states=read("states"), executed_actions=read("executed_actions"),
+                phases=read("phases"), provenance=_provenance(g.attrs),
+            ))
+        except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: data/{name} is corrupt ({exc})") from None
+    return out
 
 
 def observation_order(path: str | os.PathLike, fh: h5py.File, task: str | None = None,
@@ -349,7 +374,7 @@ def _provenance(attrs: h5py.AttributeManager) -> dict[str, Any]:
     out: dict[str, Any] = {"source": "expert", "labels": "expert"}
     for key, value in attrs.items():
         if key not in _STANDARD_ATTRS:
-            out[key] = value.item() if isinstance(value, np.generic) else value
+            out[key] = _str(value.item() if isinstance(value, np.generic) else value)
     return out
 
 
@@ -361,7 +386,7 @@ def summarize(path: str | os.PathLike, task: str | None = None,
     with open_demos(path) as fh:
         args = env_args(fh)
         order, source = observation_order(path, fh, task, obs_keys, strict=False)
-    episodes = read_episodes(path, obs_keys=order)
+        episodes = _episodes(path, fh, order)
     lengths = np.array([ep.length for ep in episodes])
     ranges: dict[str, dict[str, list[float]]] = {}
     non_finite: dict[str, int] = {}

@@ -10,7 +10,8 @@ turn:
 3. a file with a single field;
 4. the task's environment (built only now): its published layout, the cabin tasks'
    ``obs_layout()`` names or a ``keys`` attribute on the env or one of its wrappers
-   (robosuite's ``GymWrapper``); else matching the first stored observation of up to
+   (robosuite's ``GymWrapper``, a ``Dict`` space's keys); where there is none or the
+   file's names differ from it, matching the first stored observation of up to
    ``MATCH_DEMOS`` demos that record a seed against ``env.reset(seed=seed)``: the orders
    of all the file's fields whose concatenation equals every one of those resets.
 
@@ -29,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from hardware.errors import SpikeflightError
+from hardware.sim.layout import obs_fields
 from hardware.sim.registry import task_env
 
 MATCH_DEMOS = 5  # demos whose first observation is compared with a seeded reset
@@ -80,9 +82,9 @@ def match_names(wanted: Sequence[str], available: Sequence[str], what: str) -> l
 
 def env_layout(env: gym.Env) -> list[str] | None:
     """The field names an environment publishes in its vector's order, if any."""
-    layout = getattr(env.unwrapped, "obs_layout", None)
-    if callable(layout):
-        return [f.name for f in layout()]
+    fields = obs_fields(env)
+    if fields is not None:
+        return [f.name for f in fields]
     current: gym.Env | None = env
     while current is not None:
         keys = current.__dict__.get("keys")
@@ -147,14 +149,16 @@ def resolve_order(path: str, file_keys: Sequence[str], stated: Sequence[str] | N
         raise ObsOrderError(f"{path} does not state its observation order and no "
                             f"environment was given to take it from: {hint}")
     with task_env(task) as env:
-        layout = env_layout(env)
+        layout, mismatch = env_layout(env), None
         if layout:
-            return match_names(layout, file_keys, f"{task}'s layout"), "environment"
+            try:
+                return match_names(layout, file_keys, f"{task}'s layout"), "environment"
+            except ObsOrderError as exc:  # other names: match the resets instead
+                mismatch = str(exc)
         seeded = firsts()
         if not seeded:
-            raise ObsOrderError(f"{path} does not state its observation order, {task} "
-                                "publishes none and the demos record no seeds to reset it "
-                                f"with: {hint}")
+            why = mismatch or f"{path} does not state its observation order, {task} publishes none"
+            raise ObsOrderError(f"{why}; the demos record no seeds to reset it with: {hint}")
         candidates = matched_order(env, seeded)
     if len(candidates) == 1:
         return candidates[0], "matched env.reset(seed)"

@@ -3,7 +3,8 @@
 
 ``make_env("hatch")`` builds a cabin task; ``make_env("my_pkg.envs:make_door")`` imports
 ``my_pkg.envs`` and calls ``make_door()``, which must return a gymnasium env whose
-observation and action spaces are ``Box``.
+action space is a ``Box`` and whose observation space is a ``Box`` or a ``Dict`` of
+``Box`` fields (flattened, its fields named: ``hardware.sim.layout.FlatDict``).
 """
 
 from __future__ import annotations
@@ -63,10 +64,18 @@ def make_env(name: str, **kwargs: Any) -> gym.Env:
         raise
     except Exception as exc:  # the user's factory failed: say which and why
         raise TaskError(f"calling {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    for label, space in (("observation", env.observation_space), ("action", env.action_space)):
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        from hardware.sim.layout import DictSpaceError, FlatDict
+
+        try:
+            env = FlatDict(env, name)
+        except DictSpaceError as exc:
+            raise TaskError(str(exc)) from None
+    for label, space, allowed in (("observation", env.observation_space, "Box or a Dict of Box"),
+                                  ("action", env.action_space, "Box")):
         if not isinstance(space, gym.spaces.Box):
             raise TaskError(f"{name!r} returned an env whose {label} space is "
-                            f"{type(space).__name__}, not Box")
+                            f"{type(space).__name__}, not {allowed}")
     return env
 
 

@@ -163,3 +163,57 @@ def test_many_equal_fields_are_ambiguous_without_enumerating_every_order() -> No
         _orders_matching(np.zeros(24), fields)
     assert _orders_matching(np.arange(4.0), {"a": np.array([2.0, 3.0]),
                                              "b": np.array([0.0, 1.0])}) == [["b", "a"]]
+
+
+def test_a_dict_observation_space_is_flattened_in_its_order_with_named_fields() -> None:
+    from hardware.sim.layout import obs_fields
+    from hardware.sim.registry import make_env
+
+    env = make_env(f"{FIX}:make_dict")
+    assert env.observation_space.shape == (9,)
+    assert [(f.name, f.start, f.size) for f in obs_fields(env)] == [
+        ("robot0_eef_pos", 0, 3), ("object-state", 3, 4), ("robot0_gripper_qpos", 7, 2)]
+    obs, _ = env.reset(seed=SEEDS[0])
+    np.testing.assert_array_equal(obs, reset_obs("make_plain", SEEDS[0]))
+    assert env.step(np.zeros(2))[0].shape == (9,)
+
+
+def test_an_outside_file_of_a_dict_env_loads_in_the_spaces_order(tmp_path: Path) -> None:
+    path = tmp_path / "outside.hdf5"
+    write_outside_file(path, "make_plain")
+    episodes = read_episodes(path, f"{FIX}:make_dict")
+    assert list(episodes[0].obs) == ["robot0_eef_pos", "object", "robot0_gripper_qpos"]
+    assert summarize(path, f"{FIX}:make_dict")["obs_order"] == "environment"
+
+
+def test_collecting_from_a_dict_env_names_every_field(tmp_path: Path) -> None:
+    out = tmp_path / "dict.hdf5"
+    res = cli("data", "collect", "--task", f"{FIX}:make_dict", "--expert", f"{FIX}:PickExpert",
+              "--episodes", "3", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    episodes = read_episodes(out)
+    assert list(episodes[0].obs) == ["robot0_eef_pos", "object-state", "robot0_gripper_qpos"]
+    np.testing.assert_array_equal(flat_first(episodes[0]), reset_obs("make_plain", 0))
+
+
+def test_a_dict_space_with_a_field_that_is_not_a_box_is_refused(tmp_path: Path) -> None:
+    res = cli("data", "collect", "--task", f"{FIX}:make_dict_discrete", "--expert",
+              f"{FIX}:PickExpert", "--episodes", "1", "-o", str(tmp_path / "x.hdf5"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (f"error: '{FIX}:make_dict_discrete': observation field "
+                                  "'mode' is Discrete; every field must be a Box")
+    assert not (tmp_path / "x.hdf5").exists()
+
+
+def test_an_observation_that_breaks_its_dict_space_names_the_field() -> None:
+    from hardware.sim.layout import DictSpaceError
+    from hardware.sim.registry import make_env
+
+    env = make_env(f"{FIX}:make_dict")
+    env.reset(seed=0)
+    with pytest.raises(DictSpaceError, match="lacks the field 'object-state'"):
+        env.observation({"robot0_eef_pos": np.zeros(3), "robot0_gripper_qpos": np.zeros(2)})
+    with pytest.raises(DictSpaceError, match="'robot0_eef_pos' has 2 values; its space "
+                       r"declares shape \(3,\)"):
+        env.observation({"robot0_eef_pos": np.zeros(2), "object-state": np.zeros(4),
+                         "robot0_gripper_qpos": np.zeros(2)})

@@ -104,3 +104,39 @@ def test_dagger_needs_a_scripted_expert(tmp_path: Path) -> None:
               str(tmp_path / "x.hdf5"), "-o", str(tmp_path / "r"))
     assert_one_line_error(res, "DAgger needs a scripted expert")
     assert not (tmp_path / "r").exists()
+
+
+def _outside_copy(demos: Path, path: Path) -> list[str]:
+    """``demos`` as another tool might write it: ``gripper_pos`` named ``eef_pos``, no
+    ``obs_keys``, no seeds; returns its fields in the environment's order."""
+    import h5py
+
+    path.write_bytes(demos.read_bytes())
+    with h5py.File(path, "a") as fh:
+        args = json.loads(fh["data"].attrs["env_args"])
+        order = ["eef_pos" if k == "gripper_pos" else k for k in args.pop("obs_keys")]
+        fh["data"].attrs["env_args"] = json.dumps(args)
+        for name in fh["data"]:
+            g = fh["data"][name]
+            g["obs"].move("gripper_pos", "eef_pos")
+            del g.attrs["seed"]
+    return order
+
+
+def test_dagger_takes_the_obs_keys_of_an_outside_file(run: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    demos, _ = run
+    outside = tmp_path / "outside.hdf5"
+    order = _outside_copy(demos, outside)
+    args = ("train", "dagger", "--task", "hatch", "--demos", str(outside), "--policy", "ann",
+            "--rounds", "1", *SMALL)
+    res = cli(*args, "-o", str(tmp_path / "refused"))
+    assert_one_line_error(res, "pass --obs-keys")
+    assert not (tmp_path / "refused").exists()
+    out = tmp_path / "run"
+    res = cli(*args, "-o", str(out), "--obs-keys", ",".join(order))
+    assert res.returncode == 0, res.stderr
+    episodes = read_episodes(out / "aggregate.hdf5")  # its own obs_keys: the env's names
+    assert {tuple(ep.obs) for ep in episodes} == {tuple(read_episodes(demos)[0].obs)}
+    np.testing.assert_array_equal(episodes[0].obs["gripper_pos"],
+                                  read_episodes(demos)[0].obs["gripper_pos"])

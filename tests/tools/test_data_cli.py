@@ -131,6 +131,40 @@ def test_a_flipped_byte_in_a_dataset_is_caught_by_its_checksum(toy_file: Path, t
         assert_one_line_error(cli("data", "info", str(bad)), str(bad), f"/{dataset} is corrupt")
 
 
+def _flip_at(src: Path, needle: bytes, dst: Path) -> Path:
+    """``src`` with one bit flipped inside the first occurrence of ``needle``."""
+    raw = bytearray(src.read_bytes())
+    at = raw.find(needle)
+    assert at >= 0, needle
+    raw[at + 2] ^= 0x01
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+def test_a_flipped_byte_in_env_args_is_caught(toy_file: Path, tmp_path: Path) -> None:
+    """Strings are stored fixed-length, inside checksummed object headers: a
+    variable-length string sits in HDF5's global heap, where a flip in ``env_args``
+    changed what was read without any error."""
+    with h5py.File(toy_file) as fh:
+        assert h5py.check_string_dtype(fh["data"].attrs.get_id("env_args").dtype).length
+    bad = _flip_at(toy_file, b'"env_name"', tmp_path / "flipped.hdf5")
+    with pytest.raises(DatasetError, match=f"{bad}: corrupt HDF5 content .*checksum"):
+        read_episodes(bad)
+
+
+def test_the_split_masks_are_checksummed_fixed_length_names(toy_file: Path,
+                                                            tmp_path: Path) -> None:
+    with h5py.File(toy_file) as fh:
+        assert fh["mask/train"].fletcher32 and fh["mask/train"][0] == b"demo_1"
+        start = fh["mask/valid"].id.get_chunk_info(0).byte_offset
+    raw = bytearray(toy_file.read_bytes())
+    raw[start] ^= 0x01
+    bad = tmp_path / "mask.hdf5"
+    bad.write_bytes(bytes(raw))
+    with h5py.File(bad) as fh, pytest.raises(OSError, match="filter returned failure"):
+        fh["mask/valid"][()]  # what robomimic reads for its split
+
+
 def test_wrong_layout_names_the_field(toy_file: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.hdf5"
     broken.write_bytes(toy_file.read_bytes())
