@@ -18,6 +18,7 @@ from policies.checkpoint import CheckpointError, load_policy
 from policies.config import PolicyConfig
 from policies.data import BcData, load_bc_data
 from policies.normalize import MinMax
+from tests.fixtures.inproc import cli_inproc
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
 TINY = {"hidden": (32, 32), "obs_hidden": 16, "emb_dim": 8}
@@ -182,7 +183,7 @@ def test_cli_demos_of_other_obs_size(tmp_path: Path) -> None:
     assert cli("data", "collect", "--task", "tests.fixtures.toy_env:make_toy", "--expert",
                "tests.fixtures.toy_env:ToyExpert", "-n", "3", "-o", str(toy)).returncode == 0
     run = tmp_path / "run"
-    res = cli("train", "bc", "--task", "hatch", "--demos", str(toy), "-o", str(run))
+    res = cli_inproc("train", "bc", "--task", "hatch", "--demos", str(toy), "-o", str(run))
     assert_one_line_error(res, str(toy), "observations have 3 values per step, "
                          f"the task expects {HATCH_OBS}")
     assert not run.exists()
@@ -194,7 +195,7 @@ def test_cli_nan_in_demos(hatch_demos: Path, tmp_path: Path) -> None:
     with h5py.File(bad, "a") as fh:
         fh["data/demo_1/actions"][5, 2] = np.nan
     run = tmp_path / "run"
-    res = cli("train", "bc", "--task", "hatch", "--demos", str(bad), "-o", str(run))
+    res = cli_inproc("train", "bc", "--task", "hatch", "--demos", str(bad), "-o", str(run))
     assert_one_line_error(res, "non-finite value", "actions", "episode 1", "step 5")
     assert not run.exists()
 
@@ -207,7 +208,7 @@ def test_cli_phases_of_other_length_in_demos(hatch_demos: Path, tmp_path: Path) 
         del fh["data/demo_2/phases"]
         fh["data/demo_2/phases"] = phases[:-3]
     run = tmp_path / "run"
-    res = cli("train", "bc", "--task", "hatch", "--demos", str(bad), "-o", str(run))
+    res = cli_inproc("train", "bc", "--task", "hatch", "--demos", str(bad), "-o", str(run))
     assert_one_line_error(res, "data/demo_2/phases has", "steps, actions has")
     assert not run.exists()
 
@@ -217,11 +218,11 @@ def test_cli_wrong_policy_type_for_existing_run(hatch_demos: Path, tmp_path: Pat
     assert cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "ann",
                "-o", str(run), "--iterations", "2", "--hidden", "8,8").returncode == 0
     before = _digest(run)
-    res = cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "sdp",
-              "-o", str(run), "--iterations", "4")
+    res = cli_inproc("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy",
+                     "sdp", "-o", str(run), "--iterations", "4")
     assert_one_line_error(res, "holds a 'ann' checkpoint")
     assert _digest(run) == before
-    ev = cli("eval", str(tmp_path), "--episodes", "1")
+    ev = cli_inproc("eval", str(tmp_path), "--episodes", "1")
     assert_one_line_error(ev, "not a spikeflight checkpoint")
 
 
@@ -262,7 +263,8 @@ def test_evaluate_replans_after_execute_actions(tmp_path: Path) -> None:
 def test_cli_eval_bad_options(flag: str, value: str, needle: str) -> None:
     from policies.checkpoint import shipped
 
-    assert_one_line_error(cli("eval", str(shipped("hatch")), "-n", "1", flag, value), needle)
+    assert_one_line_error(cli_inproc("eval", str(shipped("hatch")), "-n", "1", flag, value),
+                          needle)
 
 
 def test_failed_episodes_are_categorised_and_taken_over(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from policies.world_model_train import (
     load_world_model,
     train_world_model,
 )
+from tests.fixtures.inproc import cli_inproc
 from tests.tools.test_data_cli import TOY, TOY_EXPERT, assert_one_line_error, cli
 
 TINY = WorldModelConfig(obs_dim=3, act_dim=2, members=3, hidden=[64, 64])
@@ -120,8 +121,8 @@ def test_commands_train_and_evaluate(toy_demos, tmp_path: Path) -> None:
 ])
 def test_bad_training_input_is_one_line_and_writes_nothing(toy_demos, tmp_path: Path,
                                                            args: list, words: list) -> None:
-    res = cli("train", "world-model", "--task", TOY, "-d", str(toy_demos["train"]), "-o",
-              str(tmp_path / "run"), "-n", "5", *args)
+    res = cli_inproc("train", "world-model", "--task", TOY, "-d", str(toy_demos["train"]),
+                     "-o", str(tmp_path / "run"), "-n", "5", *args)
     assert_one_line_error(res, *words)
     assert not (tmp_path / "run").exists()
 

@@ -16,6 +16,7 @@ from runtime.golden import read_golden
 from runtime.image import read_image, verify_image
 from runtime.keys import load_public_key
 from runtime.loader import unpack
+from tests.fixtures.inproc import cli_inproc
 from tests.fixtures.tiny_policy import train_tiny
 from tests.tools.test_data_cli import assert_one_line_error, cli
 
@@ -153,16 +154,17 @@ def test_bad_arguments_fail_in_one_line(tmp_path: Path, key: Path, args: list[st
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = str(tmp_path / value) if flag == "--key" else value
     out = tmp_path / "x.sfimg"
-    res = cli("compile", str(SHIPPED), *[a for kv in base.items() for a in kv], "-o", str(out))
+    res = cli_inproc("compile", str(SHIPPED), *[a for kv in base.items() for a in kv], "-o",
+                     str(out))
     assert_one_line_error(res, needle)
     assert not out.exists()
 
 
 def test_not_a_run_directory_and_a_public_key_are_refused(tmp_path: Path, key: Path) -> None:
     out = tmp_path / "x.sfimg"
-    res = cli("compile", str(tmp_path), "--key", str(key), "-o", str(out))
+    res = cli_inproc("compile", str(tmp_path), "--key", str(key), "-o", str(out))
     assert_one_line_error(res, "not a training run directory")
-    res = cli("compile", str(SHIPPED), "--key", str(key.with_name(key.name + ".pub")), "-o",
+    res = cli_inproc("compile", str(SHIPPED), "--key", str(key.with_name(key.name + ".pub")), "-o",
               str(out))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert not out.exists()
