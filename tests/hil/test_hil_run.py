@@ -61,6 +61,31 @@ def test_nominal_hil_equals_the_in_process_runtime_episode_by_episode(fleet, dev
     assert res["device"]["link"]["bad_frames"] == 0 and all(e["held_ticks"] == 0 for e in hil)
 
 
+@pytest.mark.slow  # compiles the shipped policy (about 45 s): make test-all
+def test_the_shipped_policy_flies_the_same_episodes_in_hil_and_in_process(tmp_path) -> None:
+    """The shipped hatch policy, compiled for cpu-fixed, over the pty in lock-step: every
+    episode's success, steps and action digest as the in-process runtime flies them."""
+    from policies.checkpoint import shipped
+
+    key, image, report = tmp_path / "k", tmp_path / "hatch.sfimg", tmp_path / "hil.json"
+    assert cli("keys", "generate", "-o", key).returncode == 0
+    res = cli("compile", shipped("hatch"), "--target", "cpu-fixed", "--key", key, "-o", image,
+              timeout_s=600)
+    assert res.returncode == 0, res.stderr
+    pub = key.with_name("k.pub")
+    res = cli("hil", "run", image, "--pubkey", pub, "--suite", "nominal", "--episodes", "5",
+              "--backend", "onnx-fixed", "--json", report, timeout_s=600)
+    assert res.returncode == 0, res.stderr
+    hil = json.loads(report.read_text())["scenarios"][0]["episodes"]
+    env = Recording(make_env("hatch"))
+    runs: list = []
+    fly(load_flight_policy(image, pub), env, FlightConfig(backend="onnx-fixed"), 5, 10_000,
+        on_episode=runs.append)
+    assert [e["success"] for e in hil] == [r.success for r in runs]
+    assert [e["steps"] for e in hil] == [r.steps for r in runs]
+    assert [e["actions_sha256"] for e in hil] == [d.hexdigest() for d in env.digests]
+
+
 @pytest.fixture(scope="module")
 def virtual(fleet, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The first seed's nominal episode in lock-step (on its own copy of the device)."""

@@ -12,7 +12,7 @@ import pytest
 
 from tests.corruption import Outcome, build_cases, make_inputs, run_case, table
 
-SAMPLE = 14  # cases in the default suite: every verb, then a seeded draw of the rest
+SAMPLE = 24  # cases in the default suite: every verb, then a seeded draw of the rest
 
 
 @pytest.fixture(scope="module")
