@@ -65,6 +65,7 @@ from compiler.onnx_fixed import build_core
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import Violation, quantize_net, sort_by_weight_scale
+from compiler.screening import screening_points
 from compiler.selftest_vectors import selftest_vectors
 from compiler.tensor_store import share_tensors
 from compiler.world_model import POLICY_EPISODES, pack_world_model, policy_episodes
@@ -78,6 +79,7 @@ from runtime.fixed_point import FixedCore
 from runtime.golden import GOLDEN, golden_bytes
 from runtime.image import TARGETS, arrays_to_bytes, pack_image
 from runtime.lava_core import hardware_status
+from runtime.manifest import MAX_CANDIDATES
 from runtime.network import FoldedNet
 from runtime.sampler import Sampler
 from runtime.selftest import SELFTEST
@@ -105,6 +107,7 @@ class CompileOptions:
     ground_episodes: int = 20  # closed-loop episodes per operating point
     world_model: Path | None = None  # a distilled student run to pack beside the policy
     world_model_episodes: int = POLICY_EPISODES  # the policy's own calibration flights
+    screen: int = 1  # > 1: a screening twin of every point (compiler.screening)
     version: str = "0.1.0"
     security_counter: int = 0
     limits: Loihi2Limits = field(default_factory=lambda: LOIHI2)
@@ -185,6 +188,11 @@ def _compile(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
     if options.target not in TARGETS:
         raise CompileError(f"--target must be one of {', '.join(TARGETS)}, "
                            f"got {options.target!r}")
+    if not 1 <= options.screen <= MAX_CANDIDATES:
+        raise CompileError(f"--screen must be in 1..{MAX_CANDIDATES}, got {options.screen}")
+    if options.screen > 1 and options.world_model is None:
+        raise CompileError("--screen needs --world-model: the world model screens the "
+                           "candidates")
     policy, saved = load_policy(checkpoint)
     policy.eval()
     task = saved["task"]
@@ -304,6 +312,15 @@ def _compile(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
         sections[WM_SECTION] = wm_graph
     image = pack_image(manifest, sections, target=options.target, version=options.version,
                        security_counter=options.security_counter, private_key=key)
+    if options.screen > 1:  # measured by flying the image itself, then signed again
+        stage(f"screening: each operating point with and without {options.screen} "
+              f"candidates, {options.ground_episodes} runtime episodes each")
+        manifest["operating_points"] = screening_points(
+            image, key, options.screen, options.ground_episodes,
+            lambda name, rate: stage(f"  {name}: ground success {rate:.0%}"))
+        image = pack_image(manifest, sections, target=options.target,
+                           version=options.version,
+                           security_counter=options.security_counter, private_key=key)
     return CompileResult(image=image, manifest=manifest, report=report,
                          nir=_nir_bytes(exported.graph))
 

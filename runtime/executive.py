@@ -55,24 +55,35 @@ CMOS45_MODEL = MODELS[CMOS45.name]
 WM_PREDICTIONS = 2  # world-model predictions per chunk at most: screening and anomaly
 
 
-def operating_points(policy: FlightPolicy, candidates: int = 1) -> list[OperatingPoint]:
+def operating_points(policy: FlightPolicy, candidates: int = 1,
+                     screening: bool = True) -> list[OperatingPoint]:
     """The image's operating points (DDPM when an image has none); with a world model in
-    the image each chunk's energy includes ``WM_PREDICTIONS`` of its predictions. With
-    ``candidates`` N > 1 (screening) a plan costs N chunks and N + 1 predictions (one
-    screening each, one anomaly check), and the point is named ``NAME+screenN``."""
+    the image each chunk's energy includes ``WM_PREDICTIONS`` of its predictions. A point
+    that screens N candidates (its own ``candidates`` from ``compile --screen``, or every
+    point with ``candidates`` N > 1 here, ``run --screen``) costs N chunks and N + 1
+    predictions per plan (one screening each, one anomaly check); the flight's
+    ``candidates`` names its points ``NAME+screenN`` and keeps only the unscreened ones
+    of the image. ``screening=False`` (no world-model guard flies) leaves the screening
+    points of the image out."""
     pts = policy.operating_points or [{"name": f"ddpm{policy.sampler.steps}",
                                        "ddim_steps": None, "replan": policy.chunk,
                                        "energy_j": 0.0, "success_rate": None,
                                        "energy_source": CMOS45.name}]
+    if candidates > 1 or not screening:
+        pts = [p for p in pts if int(p.get("candidates", 1)) == 1]
     wm = policy.manifest.get("world_model")
-    n = candidates
-    guard_j = (WM_PREDICTIONS + n - 1) * float(wm["energy_j"]) if wm else 0.0
-    suffix = f"+screen{n}" if n > 1 else ""
-    return [OperatingPoint(name=p["name"] + suffix, ddim_steps=p["ddim_steps"],
-                           micro_steps=policy.net.micro_steps, replan=int(p["replan"]),
-                           energy_j=n * float(p["energy_j"]) + guard_j,
-                           success_rate=p["success_rate"],
-                           energy_source=p["energy_source"]) for p in pts]
+    wm_j = float(wm["energy_j"]) if wm else 0.0
+    suffix = f"+screen{candidates}" if candidates > 1 else ""
+    out = []
+    for p in pts:
+        n = candidates if candidates > 1 else int(p.get("candidates", 1))
+        out.append(OperatingPoint(name=p["name"] + suffix, ddim_steps=p["ddim_steps"],
+                                  micro_steps=policy.net.micro_steps, replan=int(p["replan"]),
+                                  energy_j=n * float(p["energy_j"])
+                                  + (WM_PREDICTIONS + n - 1) * wm_j,
+                                  success_rate=p["success_rate"],
+                                  energy_source=p["energy_source"], candidates=n))
+    return out
 
 
 @dataclass
@@ -104,7 +115,6 @@ class Executive:
         if candidates < 1:
             raise ValueError(f"candidates per chunk must be >= 1, got {candidates}")
         self.policy, self.chain, self.telemetry = policy, chain, telemetry
-        self.candidates = candidates
         self.reading = reading
         self.energy_source = reading.source if reading is not None else CMOS45.name
         self.governor, self.watchdog = governor, watchdog
@@ -113,7 +123,7 @@ class Executive:
         self.record_phases = record_phases
         self.plausible = plausible
         self.layout = policy.layout()
-        self.points = operating_points(policy, candidates)
+        self.points = operating_points(policy, candidates, not isinstance(self.guard, NoGuard))
         self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
         self.t = 0.0  # mission time, s
         self._tables = {p.name: policy.sampler.coefficients(p.ddim_steps) for p in self.points}
@@ -150,7 +160,7 @@ class Executive:
         one candidate is exactly the unscreened chunk) and screened in order: one the world
         model vetoes gives way to the next; a late or implausible call holds position.
         All candidates were computed, so all are booked."""
-        n = self.candidates
+        n = op.candidates
         ks, coef = self._tables[op.name]
         draws = [self.policy.sampler.draw(rng, 1, self.policy.net.action_size, len(ks))
                  for _ in range(n)]

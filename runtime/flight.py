@@ -84,8 +84,9 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
     governor = None
     with telemetry or Telemetry(cfg.telemetry) as tel:
         budget = cfg.budget()
+        screening = cfg.world_model and policy.manifest.get("world_model") is not None
         if budget is not None:
-            governor = PowerGovernor(operating_points(policy, cfg.candidates), budget,
+            governor = PowerGovernor(operating_points(policy, cfg.candidates, screening), budget,
                                      control_dt_s=cfg.control_dt_s, on_event=tel.event)
         watchdog = (Watchdog(cfg.deadline_ms / 1e3, on_event=tel.event)
                     if cfg.deadline_ms is not None else None)

@@ -102,7 +102,9 @@ class OperatingPoint:
     ``ddim_steps``: denoising steps (``None``: all K DDPM steps); ``micro_steps``: T per
     step; ``replan``: actions executed per chunk before the next inference; ``energy_j``:
     predicted energy per chunk (J, above idle) under the model ``energy_source``;
-    ``success_rate``: measured on the ground (``None``: unknown).
+    ``success_rate``: measured on the ground (``None``: unknown); ``candidates``: chunks
+    sampled per plan for the world model to screen (1: no screening; ``energy_j`` then
+    covers all of them and their predictions).
     """
 
     name: str
@@ -112,6 +114,7 @@ class OperatingPoint:
     energy_j: float
     success_rate: float | None
     energy_source: str
+    candidates: int = 1
 
     def period_s(self, control_dt_s: float) -> float:
         """Chunk period (s): ``replan * control_dt_s``."""

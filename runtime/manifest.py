@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hardware.errors import SpikeflightError
 
 PREDICTIONS = Literal["epsilon", "sample", "v"]
+MAX_CANDIDATES = 64  # candidate chunks per plan a screening operating point may name
 
 
 class ManifestError(SpikeflightError):
@@ -65,6 +66,7 @@ class OperatingPoint(_Model):
     energy_j: float = _finite(ge=0.0)
     success_rate: float | None = _finite(default=None, ge=0.0, le=1.0)
     energy_source: str
+    candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
 
 
 class EnvelopeEntry(_Model):

@@ -35,6 +35,10 @@ def compile_cmd(
     world_model: Path | None = typer.Option(None, "--world-model",
                                             help="distilled student world model run (`train "
                                                  "distill`) to pack beside the policy"),
+    screen: int = typer.Option(1, "--screen", min=1, max=64,
+                               help="with --world-model: add a twin of every operating point "
+                                    "that screens N candidate chunks per plan (success of "
+                                    "both measured by flying the image)"),
     report_json: Path | None = typer.Option(None, "--report-json", callback=output_file,
                                             help="also write the compile report as JSON"),
     nir: Path | None = typer.Option(None, "--nir", callback=output_file,
@@ -57,7 +61,8 @@ def compile_cmd(
     private = load_private_key(key)
     opts = CompileOptions(target=target, groups=groups, golden=golden, version=version,
                           security_counter=security_counter, operating_points=steps,
-                          ground_episodes=ground_episodes, world_model=world_model)
+                          ground_episodes=ground_episodes, world_model=world_model,
+                          screen=screen)
     t0 = time.perf_counter()
     with err_console.status("compiling") as status:  # stages on stdout: stderr keeps
         def on_stage(msg: str) -> None:                # one line for an error
@@ -129,7 +134,9 @@ def _print_report(manifest: dict, rows: list[dict]) -> None:
         lines.append(f"fixed point vs float: action RMSE {c['action_rmse']:.4f} (normalised "
                      f"units, {c['states']} states)")
     for p in manifest.get("operating_points", []):
-        lines.append(f"operating point {p['name']}: {p['energy_j'] * 1e6:.3f} uJ/chunk "
+        n = p.get("candidates", 1)
+        each = f" x {n} candidates" if n > 1 else ""
+        lines.append(f"operating point {p['name']}: {p['energy_j'] * 1e6:.3f} uJ/chunk{each} "
                      f"({p['energy_source']}), ground success {p['success_rate']:.0%} over "
                      f"{p['ground_episodes']} episodes")
     if "mapping" in manifest:

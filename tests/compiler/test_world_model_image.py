@@ -264,3 +264,47 @@ def test_the_hil_device_flies_the_guard_and_reports_it(wm_image, tmp_path: Path)
     names = {m.name: m.measured_value.value for m in measure(NOMINAL, on, 0.0)}
     assert names["world_model_vetoes"] == on["device"]["vetoes"]
     assert names["anomalies_flagged"] == on["device"]["anomalies"]
+
+
+def test_compile_screen_adds_a_measured_screening_twin_of_every_point(student_run,
+                                                                     tmp_path: Path) -> None:
+    """``compile --screen 3``: every operating point gets a ``+screen3`` twin, both
+    measured by flying the image; the governor's points cost 3 chunks and 4 predictions
+    for the twin, it flies 3 candidates per plan, and without the guard it is left out."""
+    from dataclasses import replace
+
+    from compiler.build import CompileError
+    from hardware.sim.registry import make_env
+    from runtime.backends import chain_for
+    from runtime.executive import WM_PREDICTIONS, Executive, operating_points
+    from runtime.loader import load_flight_policy
+    from runtime.telemetry import Telemetry
+
+    private, public = save_keypair(tmp_path / "k")
+    run = train_tiny(tmp_path / "policy", "sdp-sdli")
+    with pytest.raises(CompileError, match="--screen needs --world-model"):
+        compile_tiny(run, "cpu-fixed", private, screen=3)
+    image = tmp_path / "screen.sfimg"
+    image.write_bytes(compile_tiny(run, "cpu-fixed", private, world_model=student_run,
+                                   world_model_episodes=1, screen=3, ground_episodes=2))
+    points = read_image(load_image(image)).manifest["operating_points"]
+    base = points[0]["name"]
+    assert [p["name"] for p in points] == [base, f"{base}+screen3"]
+    assert [p["candidates"] for p in points] == [1, 3]
+    assert all(p["ground"] == "runtime" and p["ground_episodes"] == 2
+               and 0 <= p["success_rate"] <= 1 for p in points)
+    policy = load_flight_policy(image, public)
+    one, three = operating_points(policy)
+    wm_j = float(policy.manifest["world_model"]["energy_j"])
+    chunk_j = one.energy_j - WM_PREDICTIONS * wm_j
+    assert three.candidates == 3
+    assert abs(three.energy_j - (3 * chunk_j + (WM_PREDICTIONS + 2) * wm_j)) < 1e-15
+    assert [p.name for p in operating_points(policy, screening=False)] == [base]
+    alone = replace(policy, image=replace(policy.image, manifest={
+        **policy.manifest, "operating_points": [points[1]]}))
+    with Telemetry(None) as tel:
+        chain = chain_for(alone, "onnx-fixed")
+        res = Executive(alone, chain, tel, guard=VetoFirst()).run_episode(
+            make_env("hatch"), 10000, max_steps=8)
+        chain.close()
+    assert res.chunks == 3 * len(res.latencies_ms) and res.safe_steps == 0

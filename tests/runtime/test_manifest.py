@@ -39,6 +39,8 @@ CASES = [
     (_set("operating_points.0.replan", 0), "operating_points.0.replan: Input should be greater"),
     (_set("operating_points.0.replan", 9), "operating_points.0.replan: 9 actions per chunk"),
     (_set("operating_points.0.energy_j", -1.0), "operating_points.0.energy_j: Input should be"),
+    (_set("operating_points.0.candidates", 0), "operating_points.0.candidates: Input should be"),
+    (_set("operating_points.0.candidates", 65), "operating_points.0.candidates: Input should be"),
     (_set("core.populations", []), "core.populations: List should have at least 1 item"),
     (_set("core", None), "core: missing (the image has core.npz)"),
     (_set("net", "string"), "net: Input should be a valid dictionary"),

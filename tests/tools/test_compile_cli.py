@@ -120,8 +120,8 @@ def test_ann_twin_compiles_for_cpu_only(tmp_path: Path, key: Path) -> None:
     ok = cli("compile", str(run), "--target", "cpu", "--key", str(key), "-o",
              str(tmp_path / "ann.sfimg"), "--operating-points", "ddpm", "--ground-episodes", "2")
     assert ok.returncode == 0, ok.stderr
-    res = cli("compile", str(run), "--target", "loihi2", "--key", str(key), "-o",
-              str(tmp_path / "no.sfimg"))
+    res = cli_inproc("compile", str(run), "--target", "loihi2", "--key", str(key), "-o",
+                     str(tmp_path / "no.sfimg"))
     assert_one_line_error(res, "ANN twin", "--target cpu")
     assert not (tmp_path / "no.sfimg").exists()
 
@@ -134,7 +134,8 @@ def test_network_beyond_the_chip_fails_with_every_violation_and_writes_nothing(
     save_file(weights, run / "policy.safetensors")
     out = tmp_path / "big.sfimg"
     out.write_bytes(b"previous image")
-    res = cli("compile", str(run), "--target", "loihi2", "--key", str(key), "-o", str(out))
+    res = cli_inproc("compile", str(run), "--target", "loihi2", "--key", str(key), "-o",
+                     str(out))
     assert_one_line_error(res, "hardware limit violation", "fan-in axons per core", "4100",
                           "lif1: leak", "lif2: leak", "rounding to 0")
     assert out.read_bytes() == b"previous image"
