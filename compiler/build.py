@@ -228,8 +228,9 @@ def _compile(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
         if quant.violations or structural:
             raise _violations_error(quant.violations + structural)
     # the ground episodes need only the folded (and quantised) network: they fly in a
-    # worker while the graphs are built and checked here
-    ground = cleanup.enter_context(Background(
+    # worker while the graphs are built and checked here; with --screen the image itself
+    # flies them later (compiler.screening), so none fly here
+    ground = None if options.screen > 1 else cleanup.enter_context(Background(
         ground_runs, policy.cfg, task, net, sampler, exported.host,
         quant.core if quant else None, options))
 
@@ -293,10 +294,12 @@ def _compile(checkpoint: Path, options: CompileOptions, key: Ed25519PrivateKey,
     sections[GOLDEN] = golden_bytes(golden_arrays)
     sections[SELFTEST] = arrays_to_bytes(selftest_vectors(sections, sampler, golden,
                                                           options.seed))
-    stage(f"operating points: {options.ground_episodes} ground episodes each (waiting for "
-          "the worker)")
-    manifest["operating_points"] = operating_points(policy.cfg, net, sampler, rates, options,
-                                                    ground.result())
+    if ground is not None:
+        stage(f"operating points: {options.ground_episodes} ground episodes each (waiting "
+              "for the worker)")
+    manifest["operating_points"] = operating_points(
+        policy.cfg, net, sampler, rates, options,
+        ground.result() if ground is not None else [(None, 0)] * len(options.operating_points))
     manifest.update(conformance=checks, report=report,
                     calibration={"states": len(states), "evaluations": len(calib),
                                  "firing_rates": rates,
@@ -364,12 +367,13 @@ def ground_runs(cfg: PolicyConfig, task: str, net: FoldedNet, sampler: Sampler,
 
 
 def operating_points(cfg: PolicyConfig, net: FoldedNet, sampler: Sampler, rates: list[float],
-                     options: CompileOptions, ground: list[tuple[float, int]]
+                     options: CompileOptions, ground: list[tuple[float | None, int]]
                      ) -> list[dict[str, Any]]:
     """Operating points: DDIM subsets (or full DDPM) x replanning interval, each with its
     predicted cmos45 energy per chunk (calibrated firing rates) and its ``ground`` success
-    (``ground_runs``). The micro-steps T stay those the network was trained with (its
-    thresholds and SDLI gate are learned for that T)."""
+    (``ground_runs``; ``(None, 0)`` where it is measured later). The micro-steps T stay
+    those the network was trained with (its thresholds and SDLI gate are learned for that
+    T)."""
     points = []
     for (steps, replan), (success, episodes) in zip(options.operating_points, ground,
                                                     strict=True):

@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-GROUND_SEED0 = 10_000  # the seeds the ground runs of every operating point fly
+from compiler.closed_loop import GROUND_SEED0
 
 
 def screening_points(image: bytes, key: Ed25519PrivateKey, candidates: int, episodes: int,

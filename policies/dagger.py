@@ -44,7 +44,7 @@ from hardware.sim.registry import make_env, make_expert, task_env
 from policies.bc import TrainConfig, train_bc
 from policies.checkpoint import CONFIG, WEIGHTS, load_policy
 from policies.config import PolicyConfig
-from policies.data import DemoDataError, load_bc_data
+from policies.data import DemoDataError, bc_windows
 from policies.policy import DiffusionPolicy
 
 DAGGER_SEED0 = 20_000
@@ -237,14 +237,15 @@ def run_dagger(task: str, demos: Path, out_dir: Path, policy_cfg: PolicyConfig,
     file's field order where it does not state it (``hardware.sim.obs_order``)."""
     with open_demos(demos) as fh:
         env_args = read_env_args(fh)
-    old, names = expert_demos(demos, task, obs_keys)  # before anything is written
+    old, names = expert_demos(demos, task, obs_keys)  # checked before anything is written
+    obs_dim, act_dim = policy_cfg.obs_dim, policy_cfg.act_dim
+    first = bc_windows(old, demos, policy_cfg.chunk, obs_dim, act_dim)
     env_args = {**env_args, "obs_keys": names}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = _read_state(out_dir)
     meta = {"task": task, "demos": str(demos), "config": asdict(cfg),
             "train": asdict(train_cfg)}
-    obs_dim, act_dim = policy_cfg.obs_dim, policy_cfg.act_dim
     collected: list[Episode] = []
     for r in range(cfg.rounds + 1):
         run_dir = out_dir / f"round_{r}"
@@ -254,14 +255,13 @@ def run_dagger(task: str, demos: Path, out_dir: Path, policy_cfg: PolicyConfig,
             collected += new
         if any(rec.round == r for rec in records):
             continue
-        data_path = demos
+        data = first
         if r > 0:
             data_path = out_dir / AGGREGATE
             _write_aggregate(data_path, old, collected,
                              {**env_args, "dagger_rounds": r,
                               "source": f"{env_args.get('source', 'expert')} + dagger"})
-        data = load_bc_data(data_path, policy_cfg.chunk, obs_dim, act_dim, task,
-                            obs_keys if r == 0 else None)
+            data = bc_windows(old + collected, data_path, policy_cfg.chunk, obs_dim, act_dim)
         tcfg = train_cfg if r == 0 else replace(train_cfg, iterations=cfg.round_iterations,
                                                 seed=train_cfg.seed + r)
         step_cb = None if on_step is None else (lambda i, loss, r=r: on_step(r, i, loss))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hardware.errors import SpikeflightError
-from hardware.sim.dataset import read_episodes
+from hardware.sim.dataset import Episode, read_episodes
 
 MAX_ABS_VALUE = 1e30  # beyond this, float32 min-max normalisers overflow
 
@@ -68,7 +68,13 @@ def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int,
                  task: str | None = None, obs_keys: Sequence[str] | None = None) -> BcData:
     """Read, check and window the successful (or relabelled) episodes of ``path``, their
     observation fields in ``task``'s order (``read_episodes``)."""
-    episodes = read_episodes(path, task, obs_keys)
+    return bc_windows(read_episodes(path, task, obs_keys), path, chunk, obs_dim, act_dim)
+
+
+def bc_windows(episodes: Sequence[Episode], path: str | Path, chunk: int, obs_dim: int,
+               act_dim: int) -> BcData:
+    """Check and window the successful (or relabelled) ``episodes`` already read from
+    ``path`` (named in the errors)."""
     good = [ep for ep in episodes if ep.success or ep.relabelled]
     if not good:
         raise DemoDataError(f"{path}: none of its {len(episodes)} episodes is successful")

@@ -111,9 +111,8 @@ class Executive:
                  guard: WorldModelGuard | None = None,
                  control_dt_s: float = CONTROL_DT_S, record_phases: bool = True,
                  plausible: Callable[[np.ndarray, list[float]], bool] | None = None,
-                 reading: TraceReading | None = None, candidates: int = 1) -> None:
-        if candidates < 1:
-            raise ValueError(f"candidates per chunk must be >= 1, got {candidates}")
+                 reading: TraceReading | None = None,
+                 points: list[OperatingPoint] | None = None) -> None:
         self.policy, self.chain, self.telemetry = policy, chain, telemetry
         self.reading = reading
         self.energy_source = reading.source if reading is not None else CMOS45.name
@@ -123,7 +122,8 @@ class Executive:
         self.record_phases = record_phases
         self.plausible = plausible
         self.layout = policy.layout()
-        self.points = operating_points(policy, candidates, not isinstance(self.guard, NoGuard))
+        # ``points``: those the governor ranks (``fly_seeds`` builds them once for both)
+        self.points = points or operating_points(policy, 1, not isinstance(self.guard, NoGuard))
         self.best = max(self.points, key=lambda p: (p.success_rate or 0.0, -p.energy_j))
         self.t = 0.0  # mission time, s
         self._tables = {p.name: policy.sampler.coefficients(p.ddim_steps) for p in self.points}

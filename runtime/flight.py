@@ -84,20 +84,19 @@ def fly_seeds(policy: FlightPolicy, env: Any, cfg: FlightConfig, seeds: Iterable
     governor = None
     with telemetry or Telemetry(cfg.telemetry) as tel:
         budget = cfg.budget()
-        screening = cfg.world_model and policy.manifest.get("world_model") is not None
-        if budget is not None:
-            governor = PowerGovernor(operating_points(policy, cfg.candidates, screening), budget,
-                                     control_dt_s=cfg.control_dt_s, on_event=tel.event)
         watchdog = (Watchdog(cfg.deadline_ms / 1e3, on_event=tel.event)
                     if cfg.deadline_ms is not None else None)
         chain = chain or chain_for(policy, cfg.backend, on_event=tel.event)
         backends = [chain.current.name]
         try:
             guard = guard_for(policy) if cfg.world_model else NoGuard()
+            points = operating_points(policy, cfg.candidates, not isinstance(guard, NoGuard))
+            if budget is not None:
+                governor = PowerGovernor(points, budget, control_dt_s=cfg.control_dt_s,
+                                         on_event=tel.event)
             ex = Executive(policy, chain, tel, governor, watchdog, guard=guard,
                            control_dt_s=cfg.control_dt_s, record_phases=cfg.record_phases,
-                           plausible=plausible, reading=cfg.reading(),
-                           candidates=cfg.candidates)
+                           plausible=plausible, reading=cfg.reading(), points=points)
             results = []
             for seed in seeds:
                 res = ex.run_episode(env, seed)

@@ -68,7 +68,6 @@ class FlatDict(gym.ObservationWrapper):
             fields.append(ObsField(str(key), start, size, f"{key} {sub.shape} (Dict field)"))
             start += size
         self._fields = fields
-        self._shapes = {key: sub.shape for key, sub in space.spaces.items()}
         self.observation_space = gym.spaces.Box(
             np.concatenate([np.ravel(s.low) for s in space.spaces.values()]).astype(np.float64),
             np.concatenate([np.ravel(s.high) for s in space.spaces.values()]).astype(np.float64),
@@ -84,12 +83,12 @@ class FlatDict(gym.ObservationWrapper):
             raise DictSpaceError(f"the env returned {type(observation).__name__}, not the "
                                  "dict its observation space declares")
         parts = []
-        for key, shape in self._shapes.items():
-            if key not in observation:
-                raise DictSpaceError(f"the env's observation lacks the field {key!r}")
-            value = np.asarray(observation[key], np.float64)
-            if value.size != int(np.prod(shape)):
-                raise DictSpaceError(f"observation field {key!r} has {value.size} values; "
-                                     f"its space declares shape {shape}")
+        for f in self._fields:
+            if f.name not in observation:
+                raise DictSpaceError(f"the env's observation lacks the field {f.name!r}")
+            value = np.asarray(observation[f.name], np.float64)
+            if value.size != f.size:
+                raise DictSpaceError(f"observation field {f.name!r} has {value.size} values; "
+                                     f"its space declares {f.size}")
             parts.append(value.ravel())
         return np.concatenate(parts)

@@ -200,7 +200,7 @@ class VetoFirst:
 def test_candidates_fly_in_one_call_and_a_vetoed_one_gives_way_to_the_next(wm_image) -> None:
     from hardware.sim.registry import make_env
     from runtime.backends import chain_for
-    from runtime.executive import Executive
+    from runtime.executive import Executive, operating_points
     from runtime.loader import load_flight_policy
     from runtime.telemetry import Telemetry
 
@@ -209,7 +209,8 @@ def test_candidates_fly_in_one_call_and_a_vetoed_one_gives_way_to_the_next(wm_im
     for n in (1, 2):
         with Telemetry(None) as tel:
             chain = chain_for(policy, "onnx-fixed")
-            ex = Executive(policy, chain, tel, guard=VetoFirst(), candidates=n)
+            ex = Executive(policy, chain, tel, guard=VetoFirst(),
+                           points=operating_points(policy, n))
             out[n] = ex.run_episode(make_env("hatch"), 10000, max_steps=8)
             chain.close()
     assert out[1].safe_steps == out[1].vetoes > 0  # a vetoed plan holds position
@@ -266,11 +267,12 @@ def test_the_hil_device_flies_the_guard_and_reports_it(wm_image, tmp_path: Path)
     assert names["anomalies_flagged"] == on["device"]["anomalies"]
 
 
-def test_compile_screen_adds_a_measured_screening_twin_of_every_point(student_run,
-                                                                     tmp_path: Path) -> None:
+def test_compile_screen_adds_a_measured_screening_twin_of_every_point(
+        student_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``compile --screen 3``: every operating point gets a ``+screen3`` twin, both
-    measured by flying the image; the governor's points cost 3 chunks and 4 predictions
-    for the twin, it flies 3 candidates per plan, and without the guard it is left out."""
+    measured by flying the image (and only so: no compiler-side ground runs); the
+    governor's points cost 3 chunks and 4 predictions for the twin, it flies 3 candidates
+    per plan, and without the guard it is left out."""
     from dataclasses import replace
 
     from compiler.build import CompileError
@@ -284,6 +286,8 @@ def test_compile_screen_adds_a_measured_screening_twin_of_every_point(student_ru
     run = train_tiny(tmp_path / "policy", "sdp-sdli")
     with pytest.raises(CompileError, match="--screen needs --world-model"):
         compile_tiny(run, "cpu-fixed", private, screen=3)
+    monkeypatch.setattr("compiler.build.Background",
+                        lambda *a: pytest.fail("ground runs flown beside the screening"))
     image = tmp_path / "screen.sfimg"
     image.write_bytes(compile_tiny(run, "cpu-fixed", private, world_model=student_run,
                                    world_model_episodes=1, screen=3, ground_episodes=2))

@@ -214,6 +214,6 @@ def test_an_observation_that_breaks_its_dict_space_names_the_field() -> None:
     with pytest.raises(DictSpaceError, match="lacks the field 'object-state'"):
         env.observation({"robot0_eef_pos": np.zeros(3), "robot0_gripper_qpos": np.zeros(2)})
     with pytest.raises(DictSpaceError, match="'robot0_eef_pos' has 2 values; its space "
-                       r"declares shape \(3,\)"):
+                       "declares 3"):
         env.observation({"robot0_eef_pos": np.zeros(2), "object-state": np.zeros(4),
                          "robot0_gripper_qpos": np.zeros(2)})

@@ -140,3 +140,19 @@ def test_dagger_takes_the_obs_keys_of_an_outside_file(run: tuple[Path, Path],
     assert {tuple(ep.obs) for ep in episodes} == {tuple(read_episodes(demos)[0].obs)}
     np.testing.assert_array_equal(episodes[0].obs["gripper_pos"],
                                   read_episodes(demos)[0].obs["gripper_pos"])
+
+
+def test_dagger_refuses_demos_without_a_success_and_writes_nothing(run: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    import h5py
+
+    demos, _ = run
+    failed = tmp_path / "failed.hdf5"
+    failed.write_bytes(demos.read_bytes())
+    with h5py.File(failed, "a") as fh:
+        for name in fh["data"]:
+            fh["data"][name].attrs["success"] = False
+    res = cli("train", "dagger", "--task", "hatch", "--demos", str(failed), "--policy", "ann",
+              "-o", str(tmp_path / "r"), *SMALL)
+    assert_one_line_error(res, "none of its 3 episodes is successful")
+    assert not (tmp_path / "r").exists()
