@@ -24,7 +24,10 @@ phases (``runtime.phases``: per-phase operations and wall times for energy attri
 and the events (fallback,
 deadline_miss, governor_state, safe_mode, world_model_veto, implausible_output, anomaly).
 Everything random comes from ``numpy.random.default_rng([seed, 0x5F])`` per episode, so an
-episode is deterministic for a given seed and backend arithmetic.
+episode is deterministic for a given seed and backend arithmetic; screening's extra
+candidates draw from a second stream, ``default_rng([seed, 0x5F, 1])``, so that the first
+stream is consumed as in an unscreened flight and a screened flight that vetoes nothing
+flies the unscreened episode.
 """
 
 from __future__ import annotations
@@ -152,18 +155,19 @@ class Executive:
             action[-1] = last[-1]
         return action
 
-    def _plan(self, op: OperatingPoint, obs: np.ndarray, rng: np.random.Generator,
+    def _plan(self, op: OperatingPoint, obs: np.ndarray,
+              rngs: tuple[np.random.Generator, np.random.Generator],
               res: EpisodeResult) -> np.ndarray | None:
         """The actions of the first of the ``candidates`` chunks the checks let through,
         or None (hold position). The candidates are sampled in one backend call (one row
-        each, candidate j with the noise the j-th of that many single draws would get, so
-        one candidate is exactly the unscreened chunk) and screened in order: one the world
-        model vetoes gives way to the next; a late or implausible call holds position.
-        All candidates were computed, so all are booked."""
+        each: candidate 0 with the noise of the episode's stream, exactly the unscreened
+        chunk, the others from the spare stream ``rngs[1]``) and screened in order: one the
+        world model vetoes gives way to the next; a late or implausible call holds
+        position. All candidates were computed, so all are booked."""
         n = op.candidates
         ks, coef = self._tables[op.name]
-        draws = [self.policy.sampler.draw(rng, 1, self.policy.net.action_size, len(ks))
-                 for _ in range(n)]
+        draws = [self.policy.sampler.draw(rngs[min(j, 1)], 1, self.policy.net.action_size,
+                                          len(ks)) for j in range(n)]
         x = np.concatenate([d[0] for d in draws])
         z = np.concatenate([d[1] for d in draws], axis=1)
         rows = np.repeat(obs[None], n, 0)
@@ -255,7 +259,7 @@ class Executive:
 
     def run_episode(self, env: Any, seed: int, max_steps: int | None = None) -> EpisodeResult:
         """Fly one episode of ``env`` (gymnasium API) from ``env.reset(seed=seed)``."""
-        rng = np.random.default_rng([seed, 0x5F])
+        rngs = (np.random.default_rng([seed, 0x5F]), np.random.default_rng([seed, 0x5F, 1]))
         obs, info = env.reset(seed=seed)
         self._budget_from(info)
         res = EpisodeResult(seed=seed)
@@ -272,7 +276,7 @@ class Executive:
             if self.governor is not None:
                 op = self.governor.choose(self.t, limit - res.steps)
                 self.telemetry.channel("governor_state", self.governor.state)
-            plan = self._plan(op, np.asarray(obs, np.float64), rng, res) if op else None
+            plan = self._plan(op, np.asarray(obs, np.float64), rngs, res) if op else None
             if plan is None:
                 plan = [self._safe_action(last, act_dim)]
                 res.safe_steps += 1

@@ -221,6 +221,47 @@ def test_candidates_fly_in_one_call_and_a_vetoed_one_gives_way_to_the_next(wm_im
     assert out[2].chunk_energy_j[0] > 1.5 * out[1].chunk_energy_j[0]
 
 
+class AcceptAll(VetoFirst):
+    def screen(self, obs, chunk):
+        from runtime.world_model import Verdict
+
+        return Verdict(accept=True, reason="", energy_j=1e-9)
+
+
+def test_a_screened_flight_that_vetoes_nothing_flies_the_unscreened_episode(wm_image) -> None:
+    """The extra candidates draw from their own stream: plan after plan, candidate 0 is
+    the chunk an unscreened flight computes, so the two fly the same actions."""
+    import gymnasium as gym
+
+    from hardware.sim.registry import make_env
+    from runtime.backends import chain_for
+    from runtime.executive import Executive, operating_points
+    from runtime.loader import load_flight_policy
+    from runtime.telemetry import Telemetry
+
+    class Recorder(gym.Wrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.actions = []
+
+        def step(self, action):
+            self.actions.append(np.array(action))
+            return self.env.step(action)
+
+    policy = load_flight_policy(*wm_image)
+    acts = {}
+    for n in (1, 3):
+        env = Recorder(make_env("hatch"))
+        with Telemetry(None) as tel:
+            chain = chain_for(policy, "onnx-fixed")
+            res = Executive(policy, chain, tel, guard=AcceptAll(),
+                            points=operating_points(policy, n)).run_episode(env, 10000, 24)
+            chain.close()
+        assert res.chunks == n * len(res.latencies_ms) and len(res.latencies_ms) > 2
+        acts[n] = np.array(env.actions)
+    np.testing.assert_array_equal(acts[1], acts[3])
+
+
 def test_screening_operating_points_cost_n_chunks_and_n_plus_one_predictions(
         wm_image) -> None:
     from runtime.executive import WM_PREDICTIONS, operating_points
