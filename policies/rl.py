@@ -68,6 +68,7 @@ class RlConfig:
     threads: int = 1
     init: str = ""  # the checkpoint fine-tuning starts from (the frozen early steps)
     reward: str = "success"  # "success": 1 on the chunk that succeeds; "shaped": env's sum
+    tune: str = "all"  # "readout": only the graded output maps (``tuned_parameters``)
     dppo: DppoConfig = field(default_factory=DppoConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +135,21 @@ def _seeds(seed: int, iteration: int, envs: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence([seed, iteration]).generate_state(envs)]
 
 
+READOUT = ("readout.", "state_readout.")  # the denoiser's graded output maps
+TUNE = ("all", "readout")
+
+
+def tuned_parameters(actor: torch.nn.Module, tune: str) -> list[torch.nn.Parameter]:
+    """The actor's parameters PPO moves: all, or (``"readout"``) only the graded maps from
+    the spike counts and the state current to the output, so the spikes stay those of
+    the imitation and the gradient needs no surrogate."""
+    if tune not in TUNE:
+        raise ValueError(f"tune must be one of {', '.join(TUNE)}, got {tune!r}")
+    if tune == "all":
+        return list(actor.parameters())
+    return [p for name, p in actor.named_parameters() if name.startswith(READOUT)]
+
+
 class Trainer:
     """Holds the policy (actor = its denoiser), the frozen copy, the critic, the
     optimisers and the RNG of a run; ``run(iteration)`` does one iteration."""
@@ -160,7 +176,10 @@ class Trainer:
             snn.sdli.set_ramp(1, 0)  # full strength: the gate the policy was trained with
         self.consts = StepConstants.of(self.policy.schedule)
         self.critic = Critic(self.policy.cfg.obs_dim)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        tuned = tuned_parameters(self.actor, cfg.tune)
+        for p in set(self.actor.parameters()) - set(tuned):
+            p.requires_grad_(False)  # no gradient (nor surrogate) where nothing moves
+        self.actor_opt = torch.optim.Adam(tuned, lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.scaler = RewardScaler(len(self.envs), cfg.dppo.gamma, self.comm)

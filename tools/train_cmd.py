@@ -249,7 +249,11 @@ def rl(
     ft_steps: int = typer.Option(10, "--ft-steps", min=1,
                                  help="denoising steps fine-tuned (the last ones)"),
     epochs: int = typer.Option(5, "--epochs", min=1),
+    minibatch: int = typer.Option(256, "--minibatch", min=1,
+                                  help="chunk decisions per gradient step (all ranks)"),
     actor_lr: float = typer.Option(1e-4, "--actor-lr"),
+    tune: str = typer.Option("all", "--tune", help="all | readout (only the graded output "
+                             "maps: the spikes stay the imitation's)"),
     critic_lr: float = typer.Option(1e-3, "--critic-lr"),
     critic_warmup: int = typer.Option(2, "--critic-warmup", min=0,
                                       help="iterations that train the critic only"),
@@ -283,15 +287,18 @@ def rl(
         raise typer.Exit(_torchrun(nproc))
     if reward not in ("success", "shaped"):
         raise SpikeflightError(f"--reward must be success or shaped, got {reward!r}")
+    if tune not in ("all", "readout"):
+        raise SpikeflightError(f"--tune must be all or readout, got {tune!r}")
     _, saved = read_config(init)
     task = task or saved["task"]
     steps = int(saved["policy"].get("diffusion_steps", 20))
     if ft_steps > steps:
         raise SpikeflightError(f"--ft-steps {ft_steps}: the policy has {steps} denoising steps")
     cfg = RlConfig(iterations=iterations, envs=envs, asynchronous=not sync, epochs=epochs,
-                   actor_lr=actor_lr, critic_lr=critic_lr, critic_warmup=critic_warmup,
+                   minibatch=minibatch, actor_lr=actor_lr, critic_lr=critic_lr,
+                   critic_warmup=critic_warmup,
                    eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
-                   threads=threads, init=str(init), reward=reward,
+                   threads=threads, init=str(init), reward=reward, tune=tune,
                    dppo=replace(DppoConfig(), ft_steps=ft_steps, energy_coef=energy,
                                 sigma_min=std_floor, sigma_lp_min=logp_std_floor))
     with Comm.joined() as comm:

@@ -83,13 +83,15 @@ def test_cli_fine_tunes_and_refuses_bad_input_in_one_line(toy_run: Path, tmp_pat
     exe = str(Path(sys.executable).parent / "spikeflight")
     res = subprocess.run([exe, "train", "rl", "--init", str(toy_run), "-o", str(tmp_path / "rl"),
                           "--iterations", "1", "--envs", "2", "--sync", "--eval-every", "0",
-                          "--std-floor", "0.03"], capture_output=True, text=True, timeout=300)
+                          "--std-floor", "0.03", "--minibatch", "64"], capture_output=True,
+                         text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "it 1: success" in res.stderr and "done: 1 iterations" in res.stdout
     saved = load_policy(tmp_path / "rl")[1]
     assert saved["iteration"] == 1
     assert saved["train"]["rl"]["dppo"]["sigma_min"] == 0.03  # the exploration floor as asked
     assert saved["train"]["rl"]["dppo"]["sigma_lp_min"] == 0.1
+    assert saved["train"]["rl"]["minibatch"] == 64
     res = subprocess.run([exe, "train", "rl", "--init", str(toy_run), "-o", str(tmp_path / "x"),
                           "--ft-steps", "50"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.startswith("error: --ft-steps 50: the policy has")
@@ -111,3 +113,18 @@ def test_the_energy_penalty_lowers_firing_rates(toy_run: Path, tmp_path: Path) -
         return sum(history[-1]["firing_rates"])
     low, high = rates(5.0, "energy"), rates(0.0, "plain")
     assert low < 0.9 * high
+
+
+def test_tune_readout_moves_only_the_graded_output_maps(toy_run: Path, tmp_path: Path) -> None:
+    from policies.rl import READOUT
+
+    cfg = _cfg(toy_run, 3, tune="readout")
+    cfg.actor_lr = 1e-2
+    train_rl(TOY, cfg, tmp_path / "rl")
+    before, after = load_weights(toy_run), load_weights(tmp_path / "rl")
+    # the SDLI gate's strength (a buffer) is set to full by every fine-tuning
+    moved = {k for k in before if not torch.equal(before[k], after[k])} - {"denoiser.sdli.beta"}
+    assert moved and all(k.split("denoiser.", 1)[-1].startswith(READOUT) for k in moved), moved
+    assert load_policy(tmp_path / "rl")[1]["train"]["rl"]["tune"] == "readout"
+    with pytest.raises(ValueError, match="tune must be one of all, readout"):
+        train_rl(TOY, _cfg(toy_run, 1, tune="spikes"), tmp_path / "bad")
