@@ -11,7 +11,7 @@ from compiler.conformance import session
 from compiler.export import export_policy
 from compiler.fold import fold
 from compiler.onnx_chunk import build_chunk
-from compiler.onnx_fixed import build_core, drive_bounds
+from compiler.onnx_fixed import build_core, drive_bounds, spike_dtypes
 from compiler.onnx_fixed import build_eval as build_fixed_eval
 from compiler.onnx_float import build_eval, build_step
 from compiler.quantize import quantize_net, sort_by_weight_scale
@@ -159,20 +159,46 @@ def test_fixed_point_graph_leaves_out_only_wraps_and_clips_that_cannot_act(
     _, core, _, current = _quantized(tiny_runs)
     a_in = core.quantize_input(current)
 
-    def counted(fits: list[tuple[bool, bool]]) -> None:
+    def counted(fits: list[tuple[int, int]]) -> None:
         ops = [n.op_type for n in build_core(core, 4).graph.node]
-        assert ops.count("LessOrEqual") == 4 * sum(not u for u, _ in fits)  # one per wrap
-        assert ops.count("Clip") == 4 * sum(not v for _, v in fits)
+        assert ops.count("LessOrEqual") == sum(4 - u for u, _ in fits)  # one per wrap
+        assert ops.count("Clip") == sum(4 - v for _, v in fits)
         got = session(build_core(core, 4)).run(None, {"a_in": a_in})
         for r, g in zip(core.run(a_in), got, strict=True):
             np.testing.assert_array_equal(g.astype(bool), r)
 
     fits = drive_bounds(core, 4)
-    assert fits[1:] == [(True, True)] * (len(fits) - 1)  # spikes in: small drives
+    assert fits[1:] == [(4, 4)] * (len(fits) - 1)  # spikes in: small drives
     counted(fits)
     core.input_max = 1 << 20  # a graded input that could pass 2^23 keeps both checks
-    assert drive_bounds(core, 4)[0] == (False, False)
+    assert drive_bounds(core, 4)[0] == (0, 0)
     counted(drive_bounds(core, 4))
+    core.input_max = (1 << 17) - 1  # the first step fits, the decayed second may not
+    u_safe, v_safe = drive_bounds(core, 4)[0]
+    assert u_safe == 4 and v_safe == 1
+    counted(drive_bounds(core, 4))
+
+
+def test_spike_products_run_in_float32_only_where_every_partial_sum_is_exact() -> None:
+    """A drive below 2^24 runs in float32 (MLAS), one that could pass it in float64; both
+    give the reference's spikes, also where the float32 products sit right at the bound."""
+    rng = np.random.default_rng(4)
+
+    def core_with(weight: int, n_in: int) -> FixedCore:
+        pops = [FixedPopulation(vth=np.full(n, 30), du=4095, dv=300,
+                                bias_mant=np.zeros(n, int), bias_exp=np.zeros(n, int),
+                                weight_exp=np.zeros(n, int), groups=[n]) for n in (n_in, 3)]
+        return FixedCore(input_scale=1.0, input_max=4000, populations=pops,
+                         weights=[np.full((3, n_in), weight)])
+
+    for weight, want in ((127, np.float32), (-128, np.float64)):
+        core = core_with(weight, 2048)  # 2048 x 127 x 64 < 2^24 <= 2048 x 128 x 64
+        assert spike_dtypes(core) == [want, np.float64]
+        a_in = rng.integers(200, 4000, (4, 2, 2048))
+        got = session(build_core(core, 4)).run(None, {"a_in": a_in})
+        for r, g in zip(core.run(a_in), got, strict=True):
+            np.testing.assert_array_equal(g.astype(bool), r)
+        assert got[0].mean() > 0.5  # most inputs fire: the drives are near their bound
 
 
 @pytest.mark.parametrize("fixed", [False, True])

@@ -32,3 +32,17 @@ def test_bench_latency_refuses_bad_batch_sizes() -> None:
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
         assert f"--batches '{bad}'" in res.stderr and why in res.stderr
+
+
+def test_backends_take_turns_in_blocks_of_calls() -> None:
+    """Each function runs a block of items in a row (warm, as chunk after chunk in
+    flight), and the blocks alternate, so a change of load touches every function."""
+    from tools.latency import _side_by_side
+
+    calls: list[tuple[str, int]] = []
+    fns = {name: (lambda item, name=name: calls.append((name, item))) for name in "ab"}
+    out = _side_by_side(fns, list(range(25)), warmup=0, block=10)
+    assert [len(v) for v in out.values()] == [25, 25]
+    names = "".join(name for name, _ in calls)
+    assert names == "a" * 10 + "b" * 10 + "a" * 10 + "b" * 10 + "a" * 5 + "b" * 5
+    assert [i for name, i in calls if name == "b"] == list(range(25))
