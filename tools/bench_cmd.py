@@ -256,6 +256,61 @@ def _compile_default(root: Path, target: str) -> tuple[Path, Path]:
         return _compile_shipped(root, target, private), public
 
 
+@app.command("rl-gradient")
+def rl_gradient(
+    init: Path = typer.Option(..., "--init", help="checkpoint whose policy gradient to probe"),
+    task: str | None = typer.Option(None, "--task", "-t",
+                                    help="default: the checkpoint's task"),
+    envs: int = typer.Option(64, "--envs", min=2, help="episodes per rollout"),
+    rollouts: int = typer.Option(4, "--rollouts", min=2, help="independent rollouts"),
+    ft_steps: int = typer.Option(10, "--ft-steps", min=1),
+    tune: str = typer.Option("all", "--tune", help="all | readout"),
+    std_floor: float = typer.Option(0.1, "--std-floor", min=1e-3),
+    logp_std_floor: float = typer.Option(0.1, "--logp-std-floor", min=1e-3),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """How much signal one L-SDPPO iteration's gradient holds: the cosine between policy
+    gradients estimated from independent rollouts of the same policy (about 0: noise),
+    and between the sums of the two halves of the rollouts (twice the episodes)."""
+    import tempfile
+    from dataclasses import replace
+
+    from policies.checkpoint import read_config
+    from policies.dppo import DppoConfig
+    from policies.rl import TUNE, RlConfig
+    from policies.rl_probe import gradient_agreement
+
+    if tune not in TUNE:
+        raise SpikeflightError(f"--tune must be one of {', '.join(TUNE)}, got {tune!r}")
+    _, saved = read_config(init)
+    task = task or saved["task"]
+    steps = int(saved["policy"].get("diffusion_steps", 20))
+    if ft_steps > steps:
+        raise SpikeflightError(f"--ft-steps {ft_steps}: the policy has {steps} denoising steps")
+    cfg = RlConfig(envs=envs, asynchronous=False, init=str(init), tune=tune, seed=seed,
+                   dppo=replace(DppoConfig(), ft_steps=ft_steps, sigma_min=std_floor,
+                                sigma_lp_min=logp_std_floor))
+    with progress_bar() as bar, tempfile.TemporaryDirectory() as tmp:
+        job = bar.add_task("rollouts", total=rollouts, status="")
+
+        def done(r: int, wins: int) -> None:
+            bar.update(job, completed=r + 1, status=f"rollout {r + 1}: {wins}/{envs} succeed")
+        res = gradient_agreement(task, cfg, rollouts, Path(tmp) / "probe", done).to_dict()
+    if as_json:
+        print(json_out.dumps(res))
+        return
+    table = Table("estimate", "episodes", "cosine", title=f"policy-gradient agreement, {task}")
+    table.add_row("single rollouts, every pair", str(envs),
+                  f"{res['pairwise_cosine_mean']:.3f} (sd {res['pairwise_cosine_sd']:.3f})")
+    if res["halves_cosine"] is not None:
+        table.add_row("half against half", str(envs * rollouts // 2),
+                      f"{res['halves_cosine']:.3f}")
+    console.print(table)
+    console.print(f"same sign: {res['sign_agreement_mean']:.1%} of the parameters; "
+                  f"successes per rollout: {res['successes']}")
+
+
 def _default_images(root: Path) -> tuple[Path, Path, dict[str, int]]:
     """The shipped policy for every target; (loihi2 image, public key, sizes)."""
     from runtime.image import TARGETS

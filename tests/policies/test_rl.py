@@ -128,3 +128,50 @@ def test_tune_readout_moves_only_the_graded_output_maps(toy_run: Path, tmp_path:
     assert load_policy(tmp_path / "rl")[1]["train"]["rl"]["tune"] == "readout"
     with pytest.raises(ValueError, match="tune must be one of all, readout"):
         train_rl(TOY, _cfg(toy_run, 1, tune="spikes"), tmp_path / "bad")
+
+
+def test_gradient_probe_agrees_with_itself_and_not_across_rollouts(toy_run: Path,
+                                                                   tmp_path: Path) -> None:
+    """The same rollout gives the same estimate (cosine 1); independent rollouts of a
+    noisy toy policy give estimates that agree less; the halves are compared as sums."""
+    from policies.rl import Trainer, make_vector_env
+    from policies.rl_probe import gradient_agreement, gradient_estimate
+
+    cfg = _cfg(toy_run, 1)
+    trainer = Trainer(TOY, cfg, tmp_path / "t")
+    venv = make_vector_env(TOY, cfg.envs, trainer.policy.cfg.chunk, False)
+    try:
+        (a, wins), (b, _) = (gradient_estimate(trainer, venv, 0) for _ in range(2))
+    finally:
+        venv.close()
+    assert torch.equal(a, b) and a.abs().sum() > 0 and 0 <= wins <= cfg.envs
+    res = gradient_agreement(TOY, cfg, 4, tmp_path / "p")
+    assert len(res.cosines) == 6 and all(-1 <= c < 0.999 for c in res.cosines)
+    assert res.halves_cosine is not None and -1 <= res.halves_cosine <= 1
+    assert all(0 <= s <= 1 for s in res.sign_agreement)
+    with pytest.raises(ValueError, match="at least 2"):
+        gradient_agreement(TOY, cfg, 1, tmp_path / "q")
+
+
+def test_cli_gradient_probe_reports_json_and_refuses_bad_input(toy_run: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from tools.cli import app
+
+    args = ["bench", "rl-gradient", "--init", str(toy_run), "--envs", "3", "--rollouts", "4",
+            "--ft-steps", "5"]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert len(out["pairwise_cosines"]) == 6 and len(out["successes"]) == 4
+    assert -1 <= out["halves_cosine"] <= 1
+    exe = str(Path(sys.executable).parent / "spikeflight")
+    for bad, why in ((["--tune", "spikes"], "error: --tune must be one of all, readout"),
+                     (["--ft-steps", "99"], "error: --ft-steps 99: the policy has 20")):
+        res = subprocess.run([exe, *args, *bad], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2 and res.stderr.startswith(why), res.stderr
+        assert res.stderr.strip().count("\n") == 0
