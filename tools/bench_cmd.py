@@ -276,18 +276,12 @@ def rl_gradient(
     import tempfile
     from dataclasses import replace
 
-    from policies.checkpoint import read_config
     from policies.dppo import DppoConfig
-    from policies.rl import TUNE, RlConfig
+    from policies.rl import RlConfig
     from policies.rl_probe import gradient_agreement
+    from tools.train_cmd import rl_target
 
-    if tune not in TUNE:
-        raise SpikeflightError(f"--tune must be one of {', '.join(TUNE)}, got {tune!r}")
-    _, saved = read_config(init)
-    task = task or saved["task"]
-    steps = int(saved["policy"].get("diffusion_steps", 20))
-    if ft_steps > steps:
-        raise SpikeflightError(f"--ft-steps {ft_steps}: the policy has {steps} denoising steps")
+    task, _ = rl_target(init, task, tune, ft_steps)
     cfg = RlConfig(envs=envs, asynchronous=False, init=str(init), tune=tune, seed=seed,
                    dppo=replace(DppoConfig(), ft_steps=ft_steps, sigma_min=std_floor,
                                 sigma_lp_min=logp_std_floor))

@@ -278,7 +278,6 @@ def rl(
     exactly. The run directory is an ordinary checkpoint (eval, compile take it)."""
     from dataclasses import replace
 
-    from policies.checkpoint import read_config
     from policies.dist import Comm
     from policies.dppo import DppoConfig
     from policies.rl import RlConfig, train_rl
@@ -287,13 +286,7 @@ def rl(
         raise typer.Exit(_torchrun(nproc))
     if reward not in ("success", "shaped"):
         raise SpikeflightError(f"--reward must be success or shaped, got {reward!r}")
-    if tune not in ("all", "readout"):
-        raise SpikeflightError(f"--tune must be all or readout, got {tune!r}")
-    _, saved = read_config(init)
-    task = task or saved["task"]
-    steps = int(saved["policy"].get("diffusion_steps", 20))
-    if ft_steps > steps:
-        raise SpikeflightError(f"--ft-steps {ft_steps}: the policy has {steps} denoising steps")
+    task, steps = rl_target(init, task, tune, ft_steps)
     cfg = RlConfig(iterations=iterations, envs=envs, asynchronous=not sync, epochs=epochs,
                    minibatch=minibatch, actor_lr=actor_lr, critic_lr=critic_lr,
                    critic_warmup=critic_warmup,
@@ -308,6 +301,21 @@ def rl(
             _rl_reporting(task, cfg, out, steps, comm)
         else:
             train_rl(task, cfg, out, comm=comm)
+
+
+def rl_target(init: Path, task: str | None, tune: str, ft_steps: int) -> tuple[str, int]:
+    """The task RL runs on (``task``, else the checkpoint's) and the policy's denoising
+    steps, after checking ``--tune`` and ``--ft-steps`` against the checkpoint."""
+    from policies.checkpoint import read_config
+    from policies.rl import TUNE
+
+    if tune not in TUNE:
+        raise SpikeflightError(f"--tune must be one of {', '.join(TUNE)}, got {tune!r}")
+    _, saved = read_config(init)
+    steps = int(saved["policy"].get("diffusion_steps", 20))
+    if ft_steps > steps:
+        raise SpikeflightError(f"--ft-steps {ft_steps}: the policy has {steps} denoising steps")
+    return task or saved["task"], steps
 
 
 def _rl_reporting(task: str, cfg: Any, out: Path, steps: int, comm: Any) -> None:
