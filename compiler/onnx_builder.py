@@ -54,6 +54,10 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, **attrs))
         return outs[0] if outputs == 1 else outs
 
+    def cast(self, x: str, dtype: Any) -> str:
+        """``x`` converted to the numpy ``dtype`` (``Cast``)."""
+        return self.op("Cast", x, to=helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
     def split(self, x: str, parts: int, axis: int = 0) -> list[str]:
         """``x`` cut into ``parts`` equal pieces along ``axis`` (a list even for one)."""
         out = self.op("Split", x, outputs=parts, axis=axis)

@@ -33,7 +33,6 @@ from runtime.fixed_point import FixedCore
 from runtime.network import FoldedNet
 
 F64, I64 = np.float64, np.int64
-DOUBLE = onnx.TensorProto.DOUBLE
 Denoise = Callable[[GraphBuilder, str, str, str, GraphBuilder], tuple[str, list[str]]]
 # (builder, obs, x, the step's bias-table row, main builder) -> (eps, spike counts)
 
@@ -68,7 +67,7 @@ def _per_population(b: GraphBuilder, counts: list[str]) -> str:
     """Per population (n, 1, B, H_l) spike counts -> (n, L) spikes per population and step,
     summed over the batch and the population's neurons (exact: integers)."""
     axes = b.const([1, 2, 3], I64)
-    return b.op("Concat", *[b.op("Unsqueeze", b.op("ReduceSum", b.op("Cast", c, to=DOUBLE),
+    return b.op("Concat", *[b.op("Unsqueeze", b.op("ReduceSum", b.cast(c, F64),
                                                    axes, keepdims=0), b.const([1], I64))
                             for c in counts], axis=1)
 

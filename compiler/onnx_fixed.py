@@ -105,10 +105,6 @@ def spike_dtypes(core: FixedCore) -> list[type]:
             for i in range(last + 1)]
 
 
-def _cast(b: GraphBuilder, x: str, dtype: type) -> str:
-    return b.op("Cast", x, to=onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
-
-
 def _drive_weight(top: GraphBuilder, core: FixedCore, i: int, dtype: type) -> str:
     """(W_i 2^(exp + 6)).T in ``dtype``, computed in the graph from the stored 8-bit
     mantissas and integer scales (folded at load): a 0/1 spike row times it is the integer
@@ -116,8 +112,8 @@ def _drive_weight(top: GraphBuilder, core: FixedCore, i: int, dtype: type) -> st
     suffices; float64 always does, every partial sum being an integer far below 2^53)."""
     nxt = core.populations[i + 1]
     scale = (np.int64(1) << (nxt.weight_exp.astype(I64) + ACT_SHIFT)).reshape(-1, 1)
-    w = top.op("Mul", _cast(top, top.const(core.weights[i], np.int16), dtype),
-               _cast(top, top.const(scale, I64), dtype))
+    w = top.op("Mul", top.cast(top.const(core.weights[i], np.int16), dtype),
+               top.cast(top.const(scale, I64), dtype))
     return top.op("Transpose", w)
 
 
@@ -141,7 +137,7 @@ def _population(b: GraphBuilder, top: GraphBuilder, pop: FixedPopulation, drives
         if t >= v_safe:
             v = b.op("Clip", v, b.const(-UV_MAX + 1, I64), b.const(UV_MAX - 1, I64))
         fired = b.op("Greater", v, top.const(pop.vth.astype(I64) << VTH_SHIFT, I64))
-        spikes.append(_cast(b, fired, dtype))
+        spikes.append(b.cast(fired, dtype))
         if t + 1 < len(drives):
             v = b.op("Where", fired, b.const(0, I64), v)
     return spikes
@@ -173,8 +169,8 @@ def unrolled_core(b: GraphBuilder, core: FixedCore, a_in: str, steps: int,
             d = b.op("MatMul", b.op("Concat", *spikes, axis=0),
                      _drive_weight(top, core, i, dtypes[i]))
             if folded[i + 1]:
-                d = b.op("Add", d, _cast(top, top.const(pops[i + 1].bias, I64), dtypes[i]))
-            drive = _cast(b, d, I64)
+                d = b.op("Add", d, top.cast(top.const(pops[i + 1].bias, I64), dtypes[i]))
+            drive = b.cast(d, I64)
     return out
 
 
@@ -203,7 +199,7 @@ def denoise_fixed(b: GraphBuilder, net: FoldedNet, core: FixedCore, obs: str, x:
     cur = first_layer_current(b, net, obs, x, k, f64, state, top, row)
     scaled = b.op("Round", b.op("Mul", cur, b.const(core.input_scale, f64)))
     lim = float(core.input_max)
-    a_in = _cast(b, b.op("Clip", scaled, b.const(-lim, f64), b.const(lim, f64)), I64)
+    a_in = b.cast(b.op("Clip", scaled, b.const(-lim, f64), b.const(lim, f64)), I64)
     counts = [b.op("Sum", *per_step)
               for per_step in unrolled_core(b, core, a_in, net.micro_steps, top)]
     eps = readout(b, net, counts[-1], bias or output_bias(b, net, obs, f64, top), f64, None,

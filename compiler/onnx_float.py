@@ -87,7 +87,7 @@ def lif_micro_step(b: GraphBuilder, net: FoldedNet, cur: str, v: list[str | None
         vi = cur if vi is None else b.op("Add", b.op("Mul", vi, b.const(net.beta_lif, dt)), cur)
         fired = b.op("Greater", vi, one)
         new_v.append(b.op("Where", fired, zero, vi))
-        spk = b.op("Cast", fired, to=onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt)))
+        spk = b.cast(fired, dt)
         new_c.append(spk if counts[i] is None else b.op("Add", counts[i], spk))
         if i < len(net.hidden_w):
             cur = _affine(b, spk, net.hidden_w[i], net.hidden_b[i], dt, top)
@@ -119,11 +119,10 @@ def lif_population(b: GraphBuilder, beta: float, currents: list[str], dt: type) 
     ONNX Runtime. The first step's ``beta * 0 + I`` and the last step's reset are left
     out (the one is I, the other is never read)."""
     one, b_ = b.const(1.0, dt), b.const(beta, dt)
-    to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
     v, keep, spikes = None, None, []
     for t, cur in enumerate(currents):
         v = cur if v is None else b.op("Add", b.op("Mul", v, keep), cur)
-        spikes.append(b.op("Cast", b.op("Greater", v, one), to=to))
+        spikes.append(b.cast(b.op("Greater", v, one), dt))
         if t + 1 < len(currents):
             keep = b.op("Sub", b_, b.op("Mul", spikes[-1], b_))
     return spikes

@@ -256,6 +256,18 @@ class Critic(nn.Module):
         return self.out(h).squeeze(-1)
 
 
+def normalised_advantages(adv: torch.Tensor, comm: Comm | None = None) -> torch.Tensor:
+    """``(A - mean) / (std + 1e-8)`` over the whole batch of every rank (unbiased std);
+    unchanged for a batch of one."""
+    comm = comm or Comm()
+    total = comm.sum(torch.tensor([float(len(adv)), float(adv.sum())]))
+    mean = float(total[1] / total[0])
+    sq = float(comm.sum((adv.double() - mean).pow(2).sum()))
+    if total[0] <= 1:
+        return adv
+    return (adv - mean) / (math.sqrt(sq / (float(total[0]) - 1)) + 1e-8)
+
+
 def update(actor: nn.Module, critic: nn.Module, actor_opt: torch.optim.Optimizer | None,
            critic_opt: torch.optim.Optimizer, consts: StepConstants,
            batch: dict[str, torch.Tensor], cfg: DppoConfig, epochs: int, minibatch: int,
@@ -271,12 +283,7 @@ def update(actor: nn.Module, critic: nn.Module, actor_opt: torch.optim.Optimizer
     equal parts give the single-process update of the whole batch."""
     comm = comm or Comm()
     n = batch["s"].shape[0]
-    adv = batch["adv"]
-    total = comm.sum(torch.tensor([float(n), float(adv.sum())]))
-    mean = float(total[1] / total[0])
-    sq = float(comm.sum((adv.double() - mean).pow(2).sum()))
-    if total[0] > 1:
-        adv = (adv - mean) / (math.sqrt(sq / (float(total[0]) - 1)) + 1e-8)
+    adv = normalised_advantages(batch["adv"], comm)
     local = max(1, minibatch // comm.world)
     per_epoch = comm.max(math.ceil(n / local))  # the same number of steps on every rank
     params = [*actor.parameters(), *critic.parameters()]

@@ -28,7 +28,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from policies.dppo import chain_log_prob, ppo_policy_loss
+from policies.dppo import chain_log_prob, normalised_advantages, ppo_policy_loss
+from policies.evaluate import check_obs_dim
 from policies.rl import RlConfig, Trainer, make_vector_env, tuned_parameters
 
 CHUNK = 512  # decisions per backward pass (bounds the memory of the K' recomputations)
@@ -57,8 +58,7 @@ def gradient_estimate(trainer: Trainer, venv: gym.vector.VectorEnv, iteration: i
     over the rollout of ``iteration``, and the rollout's successes."""
     out = trainer.rollout(venv, iteration)
     batch, cfg = out["batch"], trainer.cfg.dppo
-    adv = batch["adv"]
-    adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
+    adv = normalised_advantages(batch["adv"])  # as PPO's update normalises them
     params = tuned_parameters(trainer.actor, trainer.cfg.tune)
     for p in params:
         p.grad = None
@@ -91,6 +91,7 @@ def gradient_agreement(task: str, cfg: RlConfig, rollouts: int, run_dir: Path,
     venv = make_vector_env(task, len(trainer.envs), trainer.policy.cfg.chunk,
                            cfg.asynchronous)
     try:
+        check_obs_dim(trainer.policy, task, venv.single_observation_space)
         est = []
         for r in range(rollouts):
             est.append(gradient_estimate(trainer, venv, r))

@@ -171,7 +171,8 @@ def test_cli_gradient_probe_reports_json_and_refuses_bad_input(toy_run: Path) ->
     assert -1 <= out["halves_cosine"] <= 1
     exe = str(Path(sys.executable).parent / "spikeflight")
     for bad, why in ((["--tune", "spikes"], "error: --tune must be one of all, readout"),
-                     (["--ft-steps", "99"], "error: --ft-steps 99: the policy has 20")):
+                     (["--ft-steps", "99"], "error: --ft-steps 99: the policy has 20"),
+                     (["--task", "hatch"], "error: the policy takes 3 observation values")):
         res = subprocess.run([exe, *args, *bad], capture_output=True, text=True, timeout=300)
         assert res.returncode == 2 and res.stderr.startswith(why), res.stderr
         assert res.stderr.strip().count("\n") == 0
