@@ -58,7 +58,8 @@ class CompiledPolicy:
         obs = np.atleast_2d(np.asarray(obs, np.float64))
         x = self.sampler.sample(self._eps(obs), len(obs), self.net.action_size,
                                 np.random.default_rng(seed), ddim_steps)
-        return unnormalise(x, self.act_lo, self.act_hi, self.cfg.chunk)
+        return self.cfg.frame.to_world(obs, unnormalise(x, self.act_lo, self.act_hi,
+                                                        self.cfg.chunk))
 
 
 GROUND_SEED0 = 10_000  # the held-out seeds every ground run flies from

@@ -114,7 +114,8 @@ def export_policy(policy: DiffusionPolicy) -> Exported:
                             "chunk": cfg.chunk, "micro_steps": cfg.micro_steps,
                             "lif_beta": lif.beta if lif else cfg.lif_beta,
                             "diffusion_steps": cfg.diffusion_steps,
-                            "prediction": cfg.prediction}
+                            "prediction": cfg.prediction,
+                            "action_frame": cfg.action_frame, "frame_rot6": cfg.frame_rot6}
     if den.state_readout is not None:
         host["state_w"] = _np(den.state_readout.weight)
     if snn is not None and snn.sdli is not None:

@@ -164,6 +164,7 @@ def train_bc(task: str, data: BcData, policy_cfg: PolicyConfig, train_cfg: Train
         policy_cfg = replace(PolicyConfig.from_dict(init_cfg["policy"]), sdli_ramp_iters=0)
         start_weights = load_weights(init_dir)
     policy_cfg = saved_cfg or policy_cfg
+    data = data.in_frame(policy_cfg.frame)
     torch.manual_seed(train_cfg.seed)
     model = DiffusionPolicy(policy_cfg)
     if start_weights is not None:

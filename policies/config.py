@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from hardware.errors import SpikeflightError
+from hardware.sim.action_frame import FRAMES, ActionFrame
 from policies.diffusion import PREDICTIONS
 
 KINDS = ("sdp", "sdp-sdli", "ann")
@@ -31,6 +32,9 @@ class PolicyConfig:
     ``state_readout``: add a graded map of the state current to the output,
     ``W_s c`` (``policies/denoiser.py``), computed once per chunk; it gives an x_0
     predictor a response that is smooth in the state beside the spiking core's.
+    ``action_frame``: the frame the policy's chunks are in, ``world`` or ``gripper`` (the
+    gripper's frame at the start of the chunk; ``hardware/sim/action_frame.py``), with
+    ``frame_rot6`` the observation index of ``gripper_rot6`` it is read from.
     ``sdli_ramp_iters``: iterations over which the SDLI strength ramps to its maximum
     (the paper: 5000; ``train bc`` shortens it to half the run when the run is shorter).
     """
@@ -53,6 +57,8 @@ class PolicyConfig:
     sdli_invert: bool = False
     prediction: str = "epsilon"
     state_readout: bool = False
+    action_frame: str = "world"
+    frame_rot6: int = -1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +67,12 @@ class PolicyConfig:
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, "
                              f"got {self.prediction!r}")
+        if self.action_frame not in FRAMES:
+            raise ValueError(f"action_frame must be one of {', '.join(FRAMES)}, "
+                             f"got {self.action_frame!r}")
+        if self.action_frame != "world" and not 0 <= self.frame_rot6 <= self.obs_dim - 6:
+            raise ValueError(f"frame_rot6 must index 6 observation values (0..{self.obs_dim - 6}), "
+                             f"got {self.frame_rot6}")
         if self.reset != "zero":
             raise ValueError("only reset='zero' (Lava's same-step reset to 0) is supported")
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -72,6 +84,10 @@ class PolicyConfig:
     @property
     def sdli(self) -> bool:
         return self.kind == "sdp-sdli"
+
+    @property
+    def frame(self) -> ActionFrame:
+        return ActionFrame(self.action_frame, self.frame_rot6)
 
     @property
     def action_size(self) -> int:

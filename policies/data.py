@@ -11,13 +11,14 @@ does not record it), which phase-balanced sampling uses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hardware.errors import SpikeflightError
+from hardware.sim.action_frame import ActionFrame
 from hardware.sim.dataset import Episode, read_episodes
 
 MAX_ABS_VALUE = 1e30  # beyond this, float32 min-max normalisers overflow
@@ -62,6 +63,14 @@ class BcData:
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
+
+    def in_frame(self, frame: ActionFrame) -> BcData:
+        """The same windows with each world-frame action chunk expressed in ``frame`` at
+        its first observation (the world frame: unchanged)."""
+        if frame.name == "world":
+            return self
+        turned = frame.from_world(self.obs.numpy(), self.actions.numpy())
+        return replace(self, actions=torch.as_tensor(turned, dtype=torch.float32))
 
 
 def load_bc_data(path: str | Path, chunk: int, obs_dim: int, act_dim: int,

@@ -2,7 +2,9 @@
 
 Observation horizon 1, action chunk ``cfg.chunk`` (all executed). Actions are min-max
 normalised to [-1, 1] per dimension and a chunk is denoised as one vector of
-``chunk * act_dim`` values.
+``chunk * act_dim`` values. The network works in ``cfg.frame`` (world or gripper frame,
+``hardware/sim/action_frame.py``): ``loss`` takes chunks already in it (``BcData.in_frame``),
+``act`` returns them in the world frame.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class DiffusionPolicy(nn.Module):
 
         x = sample(self.schedule, denoise, (b, self.cfg.action_size), generator, ddim_steps)
         chunk = self.act_norm.inverse(x.view(b, self.cfg.chunk, self.cfg.act_dim))
-        return chunk.numpy().astype(np.float64)
+        return self.cfg.frame.to_world(np.atleast_2d(obs), chunk.numpy())
 
     @property
     def spiking(self) -> SpikingDenoiser | None:

@@ -240,7 +240,7 @@ class Trainer:
             with torch.no_grad():
                 v = self.critic(s)
                 x = chain[:, -1].clamp(-1, 1).view(n, pcfg.chunk, pcfg.act_dim)
-                act = self.policy.act_norm.inverse(x).numpy().astype(np.float64)
+                act = pcfg.frame.to_world(obs, self.policy.act_norm.inverse(x).numpy())
             obs, shaped, term, trunc, info = venv.step(act)
             done = term | trunc
             steps += int(np.sum(_info(info, "steps", done, 0)[live]))

@@ -5,7 +5,7 @@ Per chunk, in mission time t = steps x control period:
     op     = governor.choose(t, steps left)          (None: safe mode, hold position)
     x, z   = draws from the episode's seeded generator (runtime.sampler order)
     x0, n  = backend chain .chunk(obs, x, ks_op, coef_op, z)   one call where possible
-    chunk  = unnormalise(x0)                          -> world-model guard -> actuators
+    chunk  = unnormalise(x0), into the world frame    -> world-model guard -> actuators
     E      = energy of the chunk from its measured spikes n (cmos45-horowitz2014 applied to
              the chunk's phases, runtime.phases), or with a ``reading`` the rail energy a
              replayed board trace holds for the planning tick (runtime.power_reading)
@@ -46,7 +46,6 @@ from runtime.governor import OperatingPoint, PowerGovernor
 from runtime.loader import FlightPolicy
 from runtime.phases import chunk_phases, compute_phases
 from runtime.power_reading import TraceReading
-from runtime.sampler import unnormalise
 from runtime.telemetry import Telemetry
 from runtime.watchdog import Watchdog
 from runtime.world_model import NoGuard, Verdict, WorldModelGuard
@@ -237,7 +236,7 @@ class Executive:
         if missed:
             res.deadline_misses += 1
             return None, Verdict(), None
-        chunk = unnormalise(x0, self.policy.act_lo, self.policy.act_hi, self.policy.chunk)[0]
+        chunk = self.policy.chunk_actions(np.atleast_2d(obs), x0)[0]
         if self.plausible is not None and not self.plausible(chunk, rates):
             tel.event("implausible_output", severity="warning")
             return None, Verdict(), None

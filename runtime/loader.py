@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from hardware.energy import Layout
+from hardware.sim.action_frame import ActionFrame
 from runtime.fixed_point import FixedCore
 from runtime.image import Image, load_image, verify_image
 from runtime.keys import load_public_key
 from runtime.manifest import ManifestError, check_manifest
 from runtime.network import FoldedNet
-from runtime.sampler import Sampler
+from runtime.sampler import Sampler, unnormalise
 
 
 @dataclass
@@ -45,6 +46,17 @@ class FlightPolicy:
     @property
     def chunk(self) -> int:
         return int(self.manifest["policy"]["chunk"])
+
+    @property
+    def frame(self) -> ActionFrame:
+        """The frame the network's chunks are in (``hardware/sim/action_frame.py``)."""
+        meta = self.manifest["policy"]
+        return ActionFrame(meta.get("action_frame", "world"), int(meta.get("frame_rot6", -1)))
+
+    def chunk_actions(self, obs: np.ndarray, x0: np.ndarray) -> np.ndarray:
+        """Raw world-frame actions (B, chunk, act_dim) of normalised chunks ``x0``
+        (B, chunk * act_dim) planned on ``obs`` (B, obs_dim)."""
+        return self.frame.to_world(obs, unnormalise(x0, self.act_lo, self.act_hi, self.chunk))
 
     @property
     def task(self) -> str:

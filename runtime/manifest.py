@@ -36,6 +36,8 @@ class PolicyMeta(_Model):
     obs_dim: int = Field(ge=1)
     chunk: int = Field(ge=1, le=64)
     prediction: PREDICTIONS = "epsilon"
+    action_frame: Literal["world", "gripper"] = "world"
+    frame_rot6: int = Field(default=-1, ge=-1)
 
 
 class NetScalars(_Model):
@@ -102,6 +104,10 @@ def check_manifest(manifest: Any) -> None:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "manifest"
         raise ManifestError(f"image manifest: {where}: {err['msg']}") from None
+    pm = m.policy
+    if pm.action_frame != "world" and not 0 <= pm.frame_rot6 <= pm.obs_dim - 6:
+        raise ManifestError(f"image manifest: policy.frame_rot6: {pm.frame_rot6} does not index "
+                            f"6 of the {pm.obs_dim} observation values")
     for i, p in enumerate(m.operating_points):
         if p.replan > m.policy.chunk:
             raise ManifestError(f"image manifest: operating_points.{i}.replan: {p.replan} "

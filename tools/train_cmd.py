@@ -44,6 +44,9 @@ Prediction = Annotated[str, typer.Option(
 StateReadout = Annotated[bool, typer.Option(
     "--state-readout", help="add a graded map of the state current to the output, once per "
     "chunk (smooth in the state; for --prediction sample)")]
+ActionFrameOpt = Annotated[str, typer.Option(
+    "--action-frame", help="frame of the policy's action chunks: world, or gripper (the "
+    "gripper's frame at the chunk's start; cabin tasks)")]
 NProc = Annotated[int, typer.Option("--nproc", min=1,
                                     help="data-parallel ranks on this machine (runs torchrun)")]
 
@@ -60,8 +63,10 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert: bool,
              iterations: int, prediction: str = "epsilon", state_readout: bool = False,
-             **train: Any) -> tuple[Any, Any]:
+             action_frame: str = "world", **train: Any) -> tuple[Any, Any]:
     """(PolicyConfig, TrainConfig) from the command-line options; checks them first."""
+    from hardware.sim.action_frame import ActionFrame
+    from hardware.sim.layout import obs_fields
     from hardware.sim.registry import make_env
     from policies.bc import LR_SCHEDULES, TrainConfig
     from policies.config import KINDS, PolicyConfig
@@ -77,10 +82,14 @@ def _configs(task: str, policy: str, hidden: str, micro_steps: int, sdli_invert:
                                f"got {train['lr_schedule']!r}")
     env = make_env(task)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
+    try:
+        frame = ActionFrame.for_layout(action_frame, obs_fields(env))
+    finally:
+        env.close()
     cfg = PolicyConfig(kind=policy, obs_dim=obs_dim, act_dim=act_dim, hidden=parse_widths(hidden),
                        micro_steps=micro_steps, sdli_invert=sdli_invert, prediction=prediction,
-                       state_readout=state_readout,
+                       state_readout=state_readout, action_frame=frame.name,
+                       frame_rot6=frame.rot6,
                        sdli_ramp_iters=min(5000, max(iterations // 2, 1)))
     return cfg, TrainConfig(iterations=iterations, **train)
 
@@ -102,6 +111,7 @@ def bc(
     phase_balance: PhaseBalance = 0.0,
     prediction: Prediction = "epsilon",
     state_readout: StateReadout = False,
+    action_frame: ActionFrameOpt = "world",
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -121,8 +131,8 @@ def bc(
         raise typer.Exit(_torchrun(nproc))
 
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
-                         prediction, state_readout, batch_size=batch_size, lr=lr, seed=seed,
-                         threads=threads, checkpoint_every=checkpoint_every,
+                         prediction, state_readout, action_frame, batch_size=batch_size,
+                         lr=lr, seed=seed, threads=threads, checkpoint_every=checkpoint_every,
                          rate_reg=rate_reg, lr_schedule=lr_schedule,
                          phase_balance=phase_balance)
     data = load_bc_data(demos, cfg.chunk, cfg.obs_dim, cfg.act_dim, task, keys)
@@ -181,6 +191,7 @@ def dagger(
     sdli_invert: SdliInvert = False,
     prediction: Prediction = "epsilon",
     state_readout: StateReadout = False,
+    action_frame: ActionFrameOpt = "world",
     seed: Seed = 0,
     threads: Threads = 2,
     checkpoint_every: CheckpointEvery = 1000,
@@ -198,8 +209,9 @@ def dagger(
         raise SpikeflightError(f"DAgger needs a scripted expert: --task must be one of "
                                f"{', '.join(TASKS)}, got {task!r}")
     cfg, tcfg = _configs(task, policy, hidden, micro_steps, sdli_invert, iterations,
-                         prediction, state_readout, batch_size=batch_size, lr=lr, seed=seed,
-                         threads=threads, checkpoint_every=checkpoint_every, rate_reg=rate_reg)
+                         prediction, state_readout, action_frame, batch_size=batch_size,
+                         lr=lr, seed=seed, threads=threads, checkpoint_every=checkpoint_every,
+                         rate_reg=rate_reg)
     dcfg = DaggerConfig(rounds=rounds, episodes=episodes, beta0=beta, decay=decay,
                         round_iterations=round_iterations)
     console.print(f"DAgger {policy} on {task}: BC for {iterations} iterations, then "

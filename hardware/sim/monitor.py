@@ -11,9 +11,9 @@ were first held. ``category()`` then names the first that applies of:
   1 rad/s, so only a blow on the way to the catch gets there; once held, a body may
   legitimately move faster, e.g. drawer's item riding in the drawer as it is pushed shut);
 - ``missed catch``: some graspable body was never held;
-- ``misplaced``: everything was held and the expert's last phase (insert, release, swing,
-  push) was reached, but the criterion never held: alignment, insertion or release fell
-  short;
+- ``misplaced``: everything was held and the expert's final phase (insert, release, swing,
+  push: ``Expert.final_phase``) was reached, but the criterion never held: alignment,
+  insertion or release fell short;
 - ``timeout``: the rest (held, but the episode ran out before the last phase).
 """
 
@@ -66,6 +66,6 @@ class EpisodeMonitor:
             return "knocked away"
         if len(self.held) < len(self.env.GRASPS):
             return "missed catch"
-        if self.max_phase == len(self.expert.PHASES) - 1:
+        if self.max_phase >= self.expert.final_phase:
             return "misplaced"
         return "timeout"

@@ -155,13 +155,6 @@ def test_resume_as_other_policy_type_is_refused(tmp_path: Path) -> None:
     assert _digest(run) == before
 
 
-@pytest.fixture(scope="module")
-def hatch_demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("d") / "hatch.hdf5"
-    assert cli("data", "collect", "--task", "hatch", "-n", "3", "-o", str(out)).returncode == 0
-    return out
-
-
 def test_cli_train_then_eval_json(hatch_demos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     res = cli("train", "bc", "--task", "hatch", "--demos", str(hatch_demos), "--policy", "sdp",

@@ -25,3 +25,14 @@ def rollout(env: CabinEnv, seed: int, policy: Policy,
         if truncated:
             break
     return False, env.max_steps
+
+
+def assert_gripper_frame_copies(env: CabinEnv, obs: np.ndarray,
+                                pairs: tuple[tuple[str, str], ...]) -> None:
+    """Each ``(world field, gripper-frame field)`` of ``pairs`` holds the same vector, the
+    second turned into the gripper's frame."""
+    layout = {f.name: f.slice for f in env.obs_layout()}
+    r_g = env.gripper_mat
+    for world, in_gripper in pairs:
+        np.testing.assert_allclose(obs[layout[in_gripper]], r_g.T @ obs[layout[world]],
+                                   atol=1e-12, err_msg=in_gripper)

@@ -14,7 +14,7 @@ from hardware.sim.tasks.panel import (
     PLUG_HALF_LEN_M,
     PanelEnv,
 )
-from tests.sim.rollout import IDLE, rollout
+from tests.sim.rollout import IDLE, assert_gripper_frame_copies, rollout
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_arming_threshold_and_order(env: PanelEnv) -> None:
 
 def test_observation_matches_layout(env: PanelEnv) -> None:
     layout = {f.name: f for f in env.obs_layout()}
-    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 60
+    assert sum(f.size for f in layout.values()) == env.observation_space.shape[0] == 75
     obs, _ = env.reset(seed=3)
     assert obs.shape == env.observation_space.shape
     pos, linvel, angvel = (np.array([0.05, 0.1, 0.0]), np.array([0.01, 0.02, -0.03]),
@@ -153,3 +153,5 @@ def test_observation_matches_layout(env: PanelEnv) -> None:
     np.testing.assert_allclose(obs[layout["button_rel_g"].slice],
                                r_g.T @ (env.button_rest_pos() - env.gripper_pos), atol=1e-12)
     np.testing.assert_allclose(obs[layout["gripper_pos"].slice], env.gripper_pos)
+    assert_gripper_frame_copies(env, obs, tuple((f, f"{f}_g") for f in (
+        "plug_rel", "plug_linvel", "plug_angvel", "handle_vel", "tip_rel")))

@@ -19,7 +19,7 @@ from hardware.sim.tasks.stow import (
     TUMBLE_RADPS,
     StowEnv,
 )
-from tests.sim.rollout import IDLE, rollout
+from tests.sim.rollout import IDLE, assert_gripper_frame_copies, rollout
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_success_criterion_flips_at_threshold(env: StowEnv, inside: dict,
 
 def test_observation_matches_layout(env: StowEnv) -> None:
     layout = {f.name: f.slice for f in env.obs_layout()}
-    assert env.observation_space.shape == (48,)
+    assert env.observation_space.shape == (63,)
     env.reset(seed=11)
     pos, quat = np.array([0.1, -0.2, 0.3]), rot.axisangle_to_quat(np.array([0.2, -0.5, 0.9]))
     v, w = np.array([0.03, -0.01, 0.02]), np.array([0.4, 0.1, -0.3])
@@ -119,6 +119,8 @@ def test_observation_matches_layout(env: StowEnv) -> None:
     np.testing.assert_allclose(env.site_pos("payload_handle"),
                                pos + 0.06 * rot.quat_to_mat(quat)[:, 2], atol=1e-12)
     np.testing.assert_allclose(obs[layout["bay_rel"]], BAY_CENTER_M - pos, atol=1e-12)
+    assert_gripper_frame_copies(env, obs, tuple((f, f"{f}_g") for f in (
+        "payload_rel", "payload_linvel", "payload_angvel", "handle_vel", "bay_rel")))
     np.testing.assert_allclose(obs[layout["gripper_pos"]], env.gripper_pos)
     assert obs[layout["grasped"]][0] == 0.0
 

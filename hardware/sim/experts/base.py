@@ -25,6 +25,9 @@ class Expert:
     an index into ``PHASES``."""
 
     PHASES: ClassVar[tuple[str, ...]] = ()
+    # the last phase every successful episode passes through (-1: the last of PHASES; a
+    # later one may be skipped where the task can succeed before it)
+    FINAL_PHASE: ClassVar[int] = -1
 
     def __init__(self, env: CabinEnv) -> None:
         self.env = env
@@ -32,6 +35,11 @@ class Expert:
 
     def reset(self) -> None:
         self.phase = 0
+
+    @property
+    def final_phase(self) -> int:
+        """``FINAL_PHASE`` as an index into ``PHASES``."""
+        return self.FINAL_PHASE % len(self.PHASES)
 
     def phase_from_state(self) -> int:
         """The task phase of the current state (an index into ``PHASES``)."""

@@ -37,10 +37,17 @@ Phases:
    attitude still held.
 3. ``RELEASE`` (held, centre inside the stowage volume at least 2 cm below its top,
    moving at < ``RELEASE_SPEED_MPS`` and spinning at < ``RELEASE_SPIN_RADPS``): gripper
-   open, no motion. The released payload keeps its (low) velocity, so the criterion holds
-   on that step and the episode ends.
+   open, no motion. The gate is wide (0.05 m/s, 0.5 rad/s, against the criterion's
+   0.02 m/s and 0.5 rad/s), so the expert lets go a few steps before the payload comes to
+   rest, as a learner does that opens a little early.
+4. ``CLEAR`` (not held, centre inside the stowage volume, slower than ``CLEAR_SPEED_MPS``
+   and ``CLEAR_SPIN_RADPS``): gripper open, the grip point rises straight up at most
+   ``CLEAR_STEP_M`` per step to ``CLEAR_HEIGHT_M`` above the rim, attitude kept, while the
+   released payload settles on the bay floor and the criterion comes to hold. So the
+   demonstrations show what to do after letting go: back off, not catch again.
 
-A payload released anywhere else is simply caught again (``APPROACH``).
+A payload released anywhere else (or leaving the bay fast) is caught again
+(``APPROACH``).
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from hardware.sim.scene import CONTROL_HZ
 from hardware.sim.tasks.stow import BAY_CENTER_M, BAY_RIM_Z_M, BAY_TARGET_M, StowEnv
 
 DT_S = 1.0 / CONTROL_HZ
-APPROACH, CARRY, DESCEND, RELEASE = range(4)
+APPROACH, CARRY, DESCEND, RELEASE, CLEAR = range(5)
 
 ORBIT_RADIUS_M = 0.19  # grip point to payload centre while orbiting
 PREGRASP_M = 0.10  # largest pre-grasp stand-off along the handle normal
@@ -62,8 +69,12 @@ CLOSE_DIST_M = 0.010  # close the gripper within this distance of the handle
 CARRY_POINT_M = np.array([BAY_CENTER_M[0], BAY_CENTER_M[1], BAY_RIM_Z_M + 0.12])
 OVER_BAY_M = 0.025  # horizontal distance of the centre from the bay axis to descend
 UPRIGHT_RAD = 0.12  # attitude error (upright, walls squared) to descend
-RELEASE_SPEED_MPS = 0.015
-RELEASE_SPIN_RADPS = 0.3
+RELEASE_SPEED_MPS = 0.05
+RELEASE_SPIN_RADPS = 0.5
+CLEAR_SPEED_MPS = 0.1  # a free payload in the bay slower than this is left to settle
+CLEAR_SPIN_RADPS = 1.0
+CLEAR_STEP_M = 0.01
+CLEAR_HEIGHT_M = 0.12  # grip point above the rim plane after backing off
 
 
 def _rotvec(target: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -75,14 +86,17 @@ class StowExpert(Expert):
     """Waypoint + feedback expert for ``StowEnv`` (phases in the module docstring)."""
 
     env: StowEnv
-    PHASES = ("approach", "carry", "descend", "release")
+    PHASES = ("approach", "carry", "descend", "release", "clear")
+    FINAL_PHASE = RELEASE  # released slowly enough, the payload is stowed at once
 
     def phase_from_state(self) -> int:
         env = self.env
-        if env.grasped != "payload":
-            return APPROACH
         c = env.body_pos("payload")
         v, w = env.payload_velocity()
+        if env.grasped != "payload":
+            settling = (env.in_stow_volume(c) and np.linalg.norm(v) < CLEAR_SPEED_MPS
+                        and np.linalg.norm(w) < CLEAR_SPIN_RADPS)
+            return CLEAR if settling else APPROACH
         if (env.in_stow_volume(c + np.array([0.0, 0.0, 0.02]))
                 and np.linalg.norm(v) < RELEASE_SPEED_MPS
                 and np.linalg.norm(w) < RELEASE_SPIN_RADPS):
@@ -100,6 +114,10 @@ class StowExpert(Expert):
             action = np.zeros(7)
             action[6] = -1.0
             return action
+        if phase == CLEAR:
+            target = self.env.grip_pos
+            target[2] = max(target[2], BAY_RIM_Z_M + CLEAR_HEIGHT_M)
+            return servo(self.env, target, grip=-1.0, max_step_m=CLEAR_STEP_M)
         return self._carry(phase)
 
     # ---- phase 0: intercept and grasp the handle ----------------------------------------

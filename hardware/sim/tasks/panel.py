@@ -188,6 +188,11 @@ class PanelEnv(CabinEnv):
         ("handle_rel_g", 3, "plug handle minus the grip point, m, gripper frame"),
         ("handle_vel", 3, "velocity of that handle site, m/s, world frame"),
         ("plug_axis_g", 3, "plug axis, unit, gripper frame"),
+        ("plug_rel_g", 3, "plug_rel in the gripper frame, m"),
+        ("plug_linvel_g", 3, "plug_linvel in the gripper frame, m/s"),
+        ("plug_angvel_g", 3, "plug_angvel in the gripper frame, rad/s"),
+        ("handle_vel_g", 3, "handle_vel in the gripper frame, m/s"),
+        ("tip_rel_g", 3, "tip_rel in the gripper frame, m"),
     )
 
     def scene(self) -> TaskScene:
@@ -328,14 +333,16 @@ class PanelEnv(CabinEnv):
         d = self.data
         s, n = self.socket_frame()
         lin, ang = self.plug_velocity()
+        tip = d.site_xpos[self._tip_site] - s
+        rel, v_h = self.rel_grip(d.xpos[self._plug_body])[0], self.site_velocity("plug_handle")
         return np.concatenate([
             [self.button_travel, float(self.armed), float(self.order_fault)],
             self.button_rest_pos(), d.xpos[self._plug_body], self.plug_axis(), lin, ang,
-            s, n, d.site_xpos[self._tip_site] - s,
+            s, n, tip,
             self.in_gripper(self.button_rest_pos() - self.gripper_pos), self.in_gripper(n),
-            self.rel_grip(d.xpos[self._plug_body])[0],
-            *self.rel_grip(d.site_xpos[self._handle_site]), self.site_velocity("plug_handle"),
+            rel, *self.rel_grip(d.site_xpos[self._handle_site]), v_h,
             self.in_gripper(self.plug_axis()),
+            *(self.in_gripper(x) for x in (rel, lin, ang, v_h, tip)),
         ])
 
     def button_rest_pos(self) -> np.ndarray:

@@ -123,6 +123,11 @@ class StowEnv(CabinEnv):
         ("handle_normal_g", 3, "handle normal (payload z axis), unit, gripper frame"),
         ("handle_bar_g", 3, "handle bar direction (payload x axis), unit, gripper frame"),
         ("bay_rel", 3, "bay interior centre minus the payload centre, m, world frame"),
+        ("payload_rel_g", 3, "payload_rel in the gripper frame, m"),
+        ("payload_linvel_g", 3, "payload_linvel in the gripper frame, m/s"),
+        ("payload_angvel_g", 3, "payload_angvel in the gripper frame, rad/s"),
+        ("handle_vel_g", 3, "handle_vel in the gripper frame, m/s"),
+        ("bay_rel_g", 3, "bay_rel in the gripper frame, m"),
     )
 
     def scene(self) -> TaskScene:
@@ -204,11 +209,12 @@ class StowEnv(CabinEnv):
         v, w = self.payload_velocity()
         c = q[:3]
         r = self.body_mat("payload")
+        rel, v_h, bay = c - self.grip_pos, self.site_velocity("payload_handle"), BAY_CENTER_M - c
         return np.concatenate([
-            c, r[:, 0], r[:, 2], v, w, c - self.grip_pos,
-            *self.rel_grip(self.site_pos("payload_handle")), self.site_velocity("payload_handle"),
-            self.in_gripper(r[:, 2]), self.in_gripper(r[:, 0]),
-            BAY_CENTER_M - c,
+            c, r[:, 0], r[:, 2], v, w, rel,
+            *self.rel_grip(self.site_pos("payload_handle")), v_h,
+            self.in_gripper(r[:, 2]), self.in_gripper(r[:, 0]), bay,
+            *(self.in_gripper(x) for x in (rel, v, w, v_h, bay)),
         ])
 
     def _evaluate(self) -> tuple[float, bool]:
