@@ -29,7 +29,8 @@ from runtime.sampler import Sampler, unnormalise
 
 class CompiledPolicy:
     """Acts like a ``DiffusionPolicy`` for ``policies.evaluate`` with numpy networks:
-    the float network, or (with ``core``) the Loihi 2 fixed-point core."""
+    the float network (spiking or the ANN twin), or (with ``core``) the Loihi 2
+    fixed-point core."""
 
     spiking = None  # firing rates are not recorded through this adapter
 
@@ -47,7 +48,7 @@ class CompiledPolicy:
         def run(x: np.ndarray, k: np.ndarray) -> np.ndarray:
             current = self.net.first_layer_current(x, k, obs, state)
             if self.core is None:
-                return self.net.readout(self.net.spike_counts(current)[-1], bias)
+                return self.net.eps_from_current(current, bias)
             last = self.core.run(self.core.quantize_input(current))[-1]
             return self.net.readout(last.sum(0).astype(np.float64), bias)
         return run

@@ -9,12 +9,12 @@ the blocks in ``workers`` processes (each builds its environments once and reuse
 across its blocks) and gives the same result for any worker count. At most ``workers x
 batch`` environments exist at once.
 
-On the cabin tasks every failed episode is also given a failure category
-(``hardware.sim.monitor``), and with ``takeover=True`` the scripted expert takes over each
-failed episode at a random chunk boundary (the state restored exactly) and is given the
-steps the learner had left: how often it still succeeds says whether the learner's
-failures are recoverable, i.e. whether the expert can teach from the states the learner
-reaches.
+On the cabin tasks every failed episode is also given a failure category and the furthest
+expert phase it reached (``hardware.sim.monitor``), and with ``takeover=True`` the
+scripted expert takes over each failed episode at a random chunk boundary (the state
+restored exactly) and is given the steps the learner had left: how often it still
+succeeds says whether the learner's failures are recoverable, i.e. whether the expert can
+teach from the states the learner reaches.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class EvalResult:
     chunks: int
     firing_rates: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    furthest: dict[str, int] = field(default_factory=dict)  # failed episodes by furthest phase
     takeover_episodes: int = 0
     takeover_successes: int = 0
     spike_samples: int = 0  # batch x micro-steps behind ``firing_rates``
@@ -63,8 +64,8 @@ class EvalResult:
             task=self.task, episodes=self.episodes + other.episodes,
             successes=self.successes + other.successes, lengths=self.lengths + other.lengths,
             chunks=self.chunks + other.chunks, firing_rates=rates,
-            failures={k: self.failures.get(k, 0) + other.failures.get(k, 0)
-                      for k in {**self.failures, **other.failures}},
+            failures=_add_counts(self.failures, other.failures),
+            furthest=_add_counts(self.furthest, other.furthest),
             takeover_episodes=self.takeover_episodes + other.takeover_episodes,
             takeover_successes=self.takeover_successes + other.takeover_successes,
             spike_samples=n)
@@ -76,6 +77,11 @@ class EvalResult:
     @property
     def success_ci95(self) -> tuple[float, float]:
         return wilson_interval(self.successes, self.episodes)
+
+
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    """Per-key sums of two counters, in ``a``'s key order, then ``b``'s new keys."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
 
 
 def check_obs_dim(policy: DiffusionPolicy, task: str, space: gym.spaces.Space) -> None:
@@ -117,7 +123,8 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
     check_obs_dim(policy, task, envs[0].observation_space)
     monitors = [EpisodeMonitor(e.unwrapped, make_expert(task, e)) for e in envs] if cabin else []
     res = EvalResult(task=task, episodes=episodes, successes=0, lengths=[], chunks=0,
-                     failures=dict.fromkeys(CATEGORIES, 0) if cabin else {})
+                     failures=dict.fromkeys(CATEGORIES, 0) if cabin else {},
+                     furthest=dict.fromkeys(monitors[0].expert.PHASES, 0) if cabin else {})
     try:
         for first in range(0, episodes, len(envs)):
             gen = torch.Generator().manual_seed(seed0 + first)  # per block: see the docstring
@@ -152,6 +159,7 @@ def evaluate(policy: DiffusionPolicy, task: str, episodes: int, seed0: int = EVA
                 if ok or not cabin:
                     continue
                 res.failures[monitors[i].category()] += 1
+                res.furthest[monitors[i].furthest()] += 1
                 if takeover:
                     res.takeover_episodes += 1
                     res.takeover_successes += expert_takes_over(

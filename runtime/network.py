@@ -124,16 +124,20 @@ class FoldedNet:
         and ``bias = output_bias(s)`` (B, A), the same for every denoising step of a chunk."""
         return last_counts @ self.readout_w.T / self.micro_steps + bias
 
-    def eps(self, x: np.ndarray, k: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Predicted noise (B, A): the whole denoising evaluation of T micro-steps (for the
-        ANN twin: ``h_1 = relu(I_1)``, ``h_{l+1} = relu(W_l h_l + b_l)``, ``W_out h_L + b``)."""
-        current = self.first_layer_current(x, k, s)
+    def eps_from_current(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """The network's output (B, A) from its first-layer currents ``current`` (T, B, H1)
+        and ``bias = output_bias(s)``: T micro-steps of the LIF populations, or for the ANN
+        twin ``h_1 = relu(I_1)``, ``h_{l+1} = relu(W_l h_l + b_l)``, ``W_out h_L + b``."""
         if self.spiking:
-            return self.readout(self.spike_counts(current)[-1], self.output_bias(s))
+            return self.readout(self.spike_counts(current)[-1], bias)
         h = np.maximum(current[0], 0.0)
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = np.maximum(h @ w.T + b, 0.0)
-        return h @ self.readout_w.T + self.output_bias(s)
+        return h @ self.readout_w.T + bias
+
+    def eps(self, x: np.ndarray, k: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Predicted noise (B, A): the whole denoising evaluation (``eps_from_current``)."""
+        return self.eps_from_current(self.first_layer_current(x, k, s), self.output_bias(s))
 
     # ---- (de)serialisation for the image -------------------------------------------------
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, float | int | bool]]:

@@ -78,6 +78,7 @@ def evaluate_cmd(
         "executed_per_chunk": execute or cfg.chunk,
         "micro_steps": cfg.micro_steps if cfg.spiking else None,
         "firing_rates": res.firing_rates, "failures": res.failures,
+        "furthest_phase": res.furthest,
         "takeover": ({"episodes": res.takeover_episodes, "successes": res.takeover_successes}
                      if takeover else None),
         **energy,
@@ -92,6 +93,8 @@ def evaluate_cmd(
     if failed:
         console.print("failed episodes by cause: " + ", ".join(f"{k} {v}" for k, v in
                                                                failed.items()))
+        console.print("furthest expert phase of the failed episodes: "
+                      + ", ".join(f"{k} {v}" for k, v in res.furthest.items() if v))
     if takeover and res.takeover_episodes:
         console.print(f"expert taking over the failed episodes at a random chunk: "
                       f"{res.takeover_successes}/{res.takeover_episodes} succeed")

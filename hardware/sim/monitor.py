@@ -15,6 +15,10 @@ were first held. ``category()`` then names the first that applies of:
   push: ``Expert.final_phase``) was reached, but the criterion never held: alignment,
   insertion or release fell short;
 - ``timeout``: the rest (held, but the episode ran out before the last phase).
+
+``furthest()`` names the furthest phase the episode reached (the largest phase index the
+expert's ``phase_from_state`` gave; phases are numbered in task order): where a long task
+such as drawer stopped making progress.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class EpisodeMonitor:
             v = env.joint_qvel(body)
             if np.linalg.norm(v[:3]) > KNOCK_SPEED_MPS or np.linalg.norm(v[3:]) > KNOCK_SPIN_RADPS:
                 self.knocked = True
+
+    def furthest(self) -> str:
+        """Name of the furthest expert phase reached so far."""
+        return self.expert.PHASES[self.max_phase]
 
     def category(self) -> str:
         """Why the episode failed (call after its last step)."""

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from compiler.closed_loop import CompiledPolicy
 from compiler.export import export_policy, read_nir, write_nir
 from compiler.fold import fold
 from compiler.quantize import sort_by_weight_scale
 from runtime.network import FoldedNet
+from runtime.sampler import Sampler, unnormalise
 from tests.fixtures.tiny_policy import load
 
 
@@ -41,6 +43,25 @@ def test_folded_network_equals_the_torch_denoiser(tiny_runs: dict[str, Path], ki
     ref = _torch_eps(policy, obs, x, k)
     np.testing.assert_allclose(net.eps(x, k, obs), ref, atol=1e-9)
     assert net.spiking == (kind != "ann") and (net.sdli_w is not None) == (kind == "sdp-sdli")
+
+
+@pytest.mark.parametrize("kind", ["sdp-sdli", "ann"])
+def test_the_ground_adapter_flies_the_folded_network(tiny_runs: dict[str, Path],
+                                                     kind: str) -> None:
+    """``CompiledPolicy`` (the compiler's ground runs) samples with the folded network
+    itself, the ANN twin's relu layers included."""
+    policy = load(tiny_runs[kind])
+    exported = export_policy(policy)
+    net, host = fold(exported), exported.host
+    sampler = Sampler(host["betas"], host["alpha_bars"], exported.meta["prediction"])
+    obs = _inputs(policy, n=5)[0]
+    got = CompiledPolicy(policy.cfg, net, sampler, host["act_lo"], host["act_hi"]).act(
+        obs, generator=torch.Generator().manual_seed(3))
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(3)))
+    x = sampler.sample(lambda xx, kk: net.eps(xx, kk, obs), 5, net.action_size,
+                       np.random.default_rng(seed))
+    want = unnormalise(x, host["act_lo"], host["act_hi"], policy.cfg.chunk)
+    np.testing.assert_allclose(got, want, atol=1e-12)
 
 
 def test_sorting_neurons_by_weight_scale_is_exact(tiny_runs: dict[str, Path]) -> None:

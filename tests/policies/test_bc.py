@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hardware.sim.experts.hatch import HatchExpert
 from hardware.sim.monitor import CATEGORIES
 from hardware.sim.tasks.hatch import HatchEnv
 from policies.bc import TrainConfig, TrainingError, learning_rate, train_bc
@@ -272,6 +273,8 @@ def test_failed_episodes_are_categorised_and_taken_over(tmp_path: Path) -> None:
     res = evaluate(policy, "hatch", episodes=2, ddim_steps=2, takeover=True)
     assert res.successes == 0
     assert sum(res.failures.values()) == 2 and set(res.failures) == set(CATEGORIES)
+    assert sum(res.furthest.values()) == 2
+    assert list(res.furthest) == list(HatchExpert.PHASES)  # in task order
     assert res.takeover_episodes == 2 and 0 <= res.takeover_successes <= 2
 
 
@@ -330,3 +333,16 @@ def test_evaluation_gives_the_same_result_for_any_worker_count(tmp_path: Path) -
               "--ddim-steps", "3", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["mean_episode_length"] == sum(one.lengths) / 7
+
+
+def test_merged_results_add_failure_counts_in_task_order() -> None:
+    from policies.evaluate import EvalResult
+
+    def part(failures: dict[str, int], furthest: dict[str, int]) -> EvalResult:
+        return EvalResult(task="drawer", episodes=3, successes=0, lengths=[1, 2, 3], chunks=3,
+                          failures=failures, furthest=furthest)
+
+    both = part({"missed catch": 2, "timeout": 1}, {"pull": 1, "carry": 2}).merge(
+        part({"missed catch": 1, "timeout": 2}, {"pull": 2, "carry": 0, "push": 1}))
+    assert both.failures == {"missed catch": 3, "timeout": 3}
+    assert list(both.furthest.items()) == [("pull", 3), ("carry", 2), ("push", 1)]

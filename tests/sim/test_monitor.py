@@ -33,6 +33,7 @@ def test_an_expert_episode_is_never_flagged_and_reaches_the_last_phase(task: str
     assert not mon.knocked and not mon.order_fault
     assert mon.held == {g.body for g in env.unwrapped.GRASPS}
     assert mon.max_phase == len(expert.PHASES) - 1
+    assert mon.furthest() == expert.PHASES[-1]
 
 
 def test_an_idle_gripper_misses_the_catch() -> None:
@@ -41,6 +42,7 @@ def test_an_idle_gripper_misses_the_catch() -> None:
         env.step(IDLE)
         mon.observe()
     assert mon.category() == "missed catch"
+    assert mon.furthest() == mon.expert.PHASES[mon.expert.phase_from_state()]
 
 
 def test_a_blow_before_the_catch_is_knocked_away() -> None:
