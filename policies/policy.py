@@ -53,7 +53,12 @@ class DiffusionPolicy(nn.Module):
             return self.denoiser(x, torch.full((b,), k, dtype=torch.long), s)
 
         x = sample(self.schedule, denoise, (b, self.cfg.action_size), generator, ddim_steps)
-        chunk = self.act_norm.inverse(x.view(b, self.cfg.chunk, self.cfg.act_dim))
+        return self.chunk_actions(obs, x)
+
+    def chunk_actions(self, obs: np.ndarray, x: torch.Tensor) -> np.ndarray:
+        """Raw world-frame actions (B, chunk, act_dim) of normalised chunks ``x``
+        (B, chunk * act_dim) planned on the raw observations ``obs`` (B, obs_dim)."""
+        chunk = self.act_norm.inverse(x.reshape(-1, self.cfg.chunk, self.cfg.act_dim))
         return self.cfg.frame.to_world(np.atleast_2d(obs), chunk.numpy())
 
     @property

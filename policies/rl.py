@@ -239,8 +239,7 @@ class Trainer:
                                        pcfg.action_size, self.cfg.dppo, self.gen)
             with torch.no_grad():
                 v = self.critic(s)
-                x = chain[:, -1].clamp(-1, 1).view(n, pcfg.chunk, pcfg.act_dim)
-                act = pcfg.frame.to_world(obs, self.policy.act_norm.inverse(x).numpy())
+                act = self.policy.chunk_actions(obs, chain[:, -1].clamp(-1, 1))
             obs, shaped, term, trunc, info = venv.step(act)
             done = term | trunc
             steps += int(np.sum(_info(info, "steps", done, 0)[live]))

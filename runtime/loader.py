@@ -8,6 +8,7 @@ naming what failed, and nothing runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,10 @@ class FlightPolicy:
     def chunk(self) -> int:
         return int(self.manifest["policy"]["chunk"])
 
-    @property
+    @cached_property
     def frame(self) -> ActionFrame:
-        """The frame the network's chunks are in (``hardware/sim/action_frame.py``)."""
+        """The frame the network's chunks are in (``hardware/sim/action_frame.py``; read
+        once: ``chunk_actions`` runs every chunk)."""
         meta = self.manifest["policy"]
         return ActionFrame(meta.get("action_frame", "world"), int(meta.get("frame_rot6", -1)))
 
